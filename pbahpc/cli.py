@@ -1,0 +1,130 @@
+"""Command line: ``pbahpc run|check|doctor``.
+
+Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
+75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load
+from .driver.campaign import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pbahpc", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) a campaign under mpiexec/srun")
+    run.add_argument("campaign", type=Path, help="campaign YAML file")
+    run.add_argument("--resume", action="store_true",
+                     help="require a checkpoint to resume from (by default one is used if present)")
+    chk = sub.add_parser("check", help="validate a campaign file and print the rank layout, without running")
+    chk.add_argument("campaign", type=Path)
+    chk.add_argument("--ranks", type=int, default=None, help="number of MPI ranks to lay out (default: 1)")
+    sub.add_parser("doctor", help="report the MPI/LAMMPS/PETSc/HDF5 stack and check that they share one MPI")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import main as doctor
+        return doctor([])
+    if args.command == "check":
+        return _check(args.campaign, args.ranks)
+    return _run(args.campaign, args.resume)
+
+
+def _check(path: Path, ranks: int | None) -> int:
+    from .driver.layout import plan
+
+    if ranks is not None and ranks < 1:
+        print(f"pbahpc: --ranks: must be >= 1, got {ranks}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cfg = load(path)
+        layout = plan(cfg, ranks or 1)
+    except ConfigError as exc:
+        print(f"pbahpc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: valid campaign '{cfg.campaign.name}', {cfg.campaign.iterations} iteration(s), "
+          f"run directory {cfg.campaign.run_dir}")
+    print(layout.describe())
+    return EXIT_OK
+
+
+def _driver_logger(run_dir: Path, rank: int) -> logging.Logger:
+    log = logging.getLogger("pbahpc")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if rank == 0 and not log.handlers:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(logging.Formatter("[pbahpc %(asctime)s] %(message)s", "%H:%M:%S"))
+        fh = logging.FileHandler(run_dir / "logs" / "driver.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(err)
+        log.addHandler(fh)
+    return log
+
+
+def _run(path: Path, require_checkpoint: bool) -> int:
+    from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
+
+    from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir, write_timings
+    from .driver.layout import plan
+    from .driver.signals import StopSignal
+
+    world = MPI.COMM_WORLD  # the one place COMM_WORLD is taken; everything below gets it passed
+    rank = world.Get_rank()
+    cfg = problem = None
+    if rank == 0:  # one reader, not thousands hitting the file system
+        try:
+            cfg = load(path)
+            layout = plan(cfg, world.Get_size())
+            prepare_run_dir(cfg)
+        except ConfigError as exc:
+            problem = str(exc)
+        except OSError as exc:
+            problem = f"{path}: campaign.run_dir: cannot create run directory ({exc})"
+    cfg, problem = world.bcast((cfg, problem), root=0)
+    if problem:
+        if rank == 0:
+            print(f"pbahpc: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    layout = plan(cfg, world.Get_size())
+    log = _driver_logger(Path(cfg.campaign.run_dir), rank)
+    if rank == 0:
+        log.info("campaign '%s' on %d rank(s), run directory %s", cfg.campaign.name, world.Get_size(),
+                 cfg.campaign.run_dir)
+        for line in layout.describe().splitlines():
+            log.info("%s", line)
+    with StopSignal() as stop:
+        try:
+            driver = Driver(cfg, world, layout, stop, log)
+        except StartupFailed:
+            return EXIT_FAILED
+        try:
+            resumed = driver.resume()
+        except ResumeRefused as exc:
+            if rank == 0:
+                print(f"pbahpc: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if require_checkpoint and not resumed:
+            if rank == 0:
+                print(f"pbahpc: --resume: no checkpoint in {driver.store.directory}", file=sys.stderr)
+            return EXIT_USAGE
+        code = driver.run()
+    write_timings(driver, Path(cfg.campaign.run_dir) / "timings.yaml")
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,347 @@
+"""The campaign driver: role groups, stages with synchronisation points, checkpoint/restart.
+
+Every stage is run by the groups of one role; at its end all ranks meet at a synchronisation point
+(one non-blocking allreduce of [failed, stop requested, unfinished]). A finished stage's outputs are
+routed point-to-point from the producing group roots to the consuming group roots and broadcast in
+the consuming groups; then the next stage starts. Checkpoints are taken at synchronisation points.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..checkpoint import CheckpointError, CheckpointStore, CheckpointWarning, write_tree
+from ..config import Campaign, to_plain
+from . import component
+from .layout import Group, RankLayout, split
+from .signals import StopSignal
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
+_FAILED, _STOP, _UNFINISHED = range(3)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    role: str
+    sends: tuple[tuple[str, str], ...]  # (channel, destination role)
+
+
+PIPELINE = (
+    Stage("sample", "replicas", (("candidates", "oracle"),)),
+    Stage("label", "oracle", (("labels", "trainer"),)),
+    Stage("train", "trainer", (("potential", "replicas"), ("parameters", "continuum"))),
+    Stage("continuum", "continuum", ()),
+)
+
+
+class StartupFailed(RuntimeError):
+    """Some rank could not build its components; already reported on rank 0 (exit code 1)."""
+
+
+class ResumeRefused(RuntimeError):
+    """The run directory's checkpoint cannot be resumed with this launch (exit code 2)."""
+
+
+class Driver:
+    """Runs one campaign on ``world`` (an mpi4py intracommunicator passed in by the caller)."""
+
+    def __init__(self, cfg: Campaign, world, layout: RankLayout, stop: StopSignal, log: logging.Logger):
+        from mpi4py.util import pkl5
+
+        self.cfg, self.world, self.layout, self.stop, self.log = cfg, world, layout, stop, log
+        self.p2p = pkl5.Intracomm(world)  # pickled p2p without the 2 GiB message limit
+        self.rank = world.Get_rank()
+        self.run_dir = Path(cfg.campaign.run_dir)
+        self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.checkpoint.keep)
+        self.comms = split(world, layout)
+        self.mine = layout.groups_of(self.rank)
+        seeds = dict(zip((g.name for g in layout.groups),
+                         np.random.SeedSequence(cfg.campaign.seed).spawn(len(layout.groups))))
+        self.logs = {g.name: self._group_logger(g) for g in self.mine}
+        # Per group: messages received for its next step, outputs held until its whole stage is done.
+        self.inbox: dict[str, component.Inbox] = {g.name: {} for g in self.mine}
+        self.outbox: dict[str, dict[str, Any] | None] = {g.name: None for g in self.mine}
+        self.iteration = self.stage = self.syncs = 0
+        self.last_checkpoint: Path | None = None
+        self._last_ckpt_time = time.monotonic()
+        self.timers = dict.fromkeys(("compute", "wait", "route", "checkpoint", "wall"), 0.0)
+        self.components: dict[str, component.Component] = {}
+        error = None
+        try:
+            for g in self.mine:
+                self.components[g.name] = component.create(cfg, g, self.comms[g.name], seeds[g.name])
+        except Exception as exc:  # noqa: BLE001 - agreed on below, like a failed stage
+            error = f"rank {self.rank}: creating components failed: {type(exc).__name__}: {exc}"
+            self._report_traceback(error)
+        if self._agree(np.array([error is not None, 0, 0], dtype=np.int64), error)[_FAILED]:
+            self._fail(error)
+            raise StartupFailed("components could not be created")
+
+    # ----------------------------------------------------------------------------- logging
+    def _group_logger(self, g: Group) -> logging.Logger:
+        logger = logging.getLogger(f"pbahpc.{g.name}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        if self.rank == g.root and not logger.handlers:
+            handler = logging.FileHandler(self.run_dir / "logs" / f"{g.name}.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+        return logger
+
+    # ----------------------------------------------------------------------------- main loop
+    def run(self) -> int:
+        t0 = time.perf_counter()
+        try:
+            return self._loop()
+        finally:
+            self.timers["wall"] += time.perf_counter() - t0
+
+    def _loop(self) -> int:
+        n_iter = self.cfg.campaign.iterations
+        while self.iteration < n_iter:
+            stage = PIPELINE[self.stage]
+            groups = [g for g in self.mine if g.role == stage.role]
+            if not self.layout.of_role(stage.role):
+                self._advance()  # a role with no ranks: its stage is skipped everywhere
+                continue
+            flags = np.zeros(3, dtype=np.int64)
+            error = None
+            t = time.perf_counter()
+            try:
+                for g in groups:
+                    if self.outbox[g.name] is None:
+                        out = self.components[g.name].step(self._context(g), self.inbox[g.name])
+                        self.outbox[g.name] = out
+                    flags[_UNFINISHED] |= self.outbox[g.name] is None
+            except Exception as exc:  # noqa: BLE001 - reported to every rank at the sync point
+                flags[_FAILED] = 1
+                error = f"rank {self.rank} ({'/'.join(g.name for g in groups)}) failed in stage " \
+                        f"'{stage.name}' of iteration {self.iteration}: {type(exc).__name__}: {exc}"
+                self._report_traceback(error)
+            self.timers["compute"] += time.perf_counter() - t
+            flags[_STOP] = self.stop.requested
+            agreed = self._agree(flags, error)
+            if agreed[_FAILED]:
+                return self._fail(error)
+            if not agreed[_UNFINISHED]:
+                self._route(stage)
+                self._advance()
+            self.syncs += 1
+            if agreed[_STOP]:
+                self._checkpoint()
+                if self.rank == 0:
+                    self.log.warning("stop requested: checkpoint %s written; exit %d (requeue)",
+                                     self.last_checkpoint.name, EXIT_REQUEUE)
+                return EXIT_REQUEUE
+            if self._checkpoint_due():
+                self._checkpoint()
+        self._checkpoint()
+        self._write_results()
+        return EXIT_OK
+
+    def _advance(self) -> None:
+        self.stage += 1
+        if self.stage == len(PIPELINE):
+            self.stage = 0
+            self.iteration += 1
+            if self.rank == 0:
+                self.log.info("iteration %d/%d done", self.iteration, self.cfg.campaign.iterations)
+
+    def _context(self, g: Group) -> component.StepContext:
+        return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
+                                     lambda: self.stop.requested, self.stop.add_interrupt)
+
+    # ----------------------------------------------------------------------------- synchronisation
+    def _agree(self, flags: np.ndarray, error: str | None) -> np.ndarray:
+        """Allreduce(MAX) of the flags; a failed rank gives up after ``abort_timeout_s`` and aborts the
+        job, because the others may be blocked in a collective with it and would wait for ever."""
+        from mpi4py import MPI
+
+        t = time.perf_counter()
+        out = np.zeros_like(flags)
+        req = self.world.Iallreduce(flags, out, op=MPI.MAX)
+        deadline = time.monotonic() + self.cfg.campaign.abort_timeout_s if error else None
+        pause = 1e-4
+        while not req.Test():
+            if deadline is not None and time.monotonic() > deadline:
+                self._abort(error)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
+        self.timers["wait"] += time.perf_counter() - t
+        return out
+
+    def _route(self, stage: Stage) -> None:
+        """Deliver the finished stage's outputs; every rank calls this, only roots communicate."""
+        t = time.perf_counter()
+        producers = self.layout.of_role(stage.role)
+        for tag, (channel, dest_role) in enumerate(stage.sends, start=100):
+            consumers = self.layout.of_role(dest_role)
+            reqs = [self.p2p.isend(self.outbox[p.name].get(channel), dest=c.root, tag=tag)
+                    for p in producers if p.root == self.rank for c in consumers]
+            for c in consumers:
+                if c.name not in self.inbox:
+                    continue
+                received = {p.name: self.p2p.recv(source=p.root, tag=tag) for p in producers} \
+                    if self.rank == c.root else None
+                self.inbox[c.name][channel] = self.comms[c.name].bcast(received, root=0)
+            for r in reqs:
+                r.wait()
+        for p in producers:
+            if p.name in self.outbox:
+                self.outbox[p.name] = None
+                self.inbox[p.name] = {}  # consumed by the finished step
+        self.timers["route"] += time.perf_counter() - t
+
+    # ----------------------------------------------------------------------------- failure
+    def _report_traceback(self, error: str) -> None:
+        path = self.run_dir / "logs" / f"error-rank{self.rank}.log"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {error}\n{traceback.format_exc()}\n")
+        for name in self.logs:
+            self.logs[name].error("%s (traceback in %s)", error, path.name)
+
+    def _resume_hint(self) -> str:
+        last = self.last_checkpoint or (self.store.list()[-1][1] if self.store.list() else None)
+        return f"last checkpoint {last}; rerun the same command to resume" if last else "no checkpoint was written yet"
+
+    def _fail(self, error: str | None) -> int:
+        errors = [e for e in self.world.gather(error, root=0) or [] if e]
+        if self.rank == 0:
+            for e in errors:
+                self.log.error("%s", e)
+            self.log.error("campaign stopped (%s; tracebacks in %s)", self._resume_hint(), self.run_dir / "logs")
+        return EXIT_FAILED
+
+    def _abort(self, error: str) -> None:
+        import sys
+
+        sys.stderr.write(f"pbahpc: {error}\npbahpc: other ranks did not reach the synchronisation point within "
+                         f"{self.cfg.campaign.abort_timeout_s:g} s; aborting the job ({self._resume_hint()})\n")
+        sys.stderr.flush()
+        self.world.Abort(EXIT_FAILED)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _checkpoint_due(self) -> bool:
+        ck = self.cfg.checkpoint
+        due = self.syncs % ck.every == 0 and time.monotonic() - self._last_ckpt_time >= ck.min_interval_s
+        return bool(self.world.bcast(due, root=0))  # one rank's clock decides, for agreement
+
+    def _collect(self, make) -> dict[str, Any] | None:
+        """Gather ``make(group, component)`` from every rank of every group to rank 0 (layout order)."""
+        parts = {}
+        for g in self.mine:  # same global order on every rank: no cross-group deadlock
+            gathered = self.comms[g.name].gather(make(g, self.components[g.name]), root=0)
+            if self.rank == g.root:
+                parts[g.name] = gathered
+        reqs = [self.p2p.isend(parts[g.name], dest=0, tag=7) for g in self.layout.groups if g.root == self.rank]
+        out = {g.name: self.p2p.recv(source=g.root, tag=7) for g in self.layout.groups} if self.rank == 0 else None
+        for r in reqs:
+            r.wait()
+        return out
+
+    def _checkpoint(self) -> None:
+        t = time.perf_counter()
+        gathered = self._collect(lambda g, c: {"component": c.state(), "inbox": self.inbox[g.name],
+                                               "outbox": self.outbox[g.name]})
+        ok = path = None
+        if self.rank == 0:
+            payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs},
+                       "groups": {name: {"inbox": ranks[0]["inbox"], "outbox": ranks[0]["outbox"],
+                                         "ranks": {str(i): r["component"] for i, r in enumerate(ranks)}}
+                                  for name, ranks in gathered.items()}}
+            meta = {"layout": self.layout.signature(), "size": self.layout.size, "stage": PIPELINE[self.stage].name,
+                    "iteration": self.iteration, "seed": self.cfg.campaign.seed}
+            try:
+                path, ok = self.store.write(payload, step=self.syncs, meta=meta), None
+            except Exception as exc:  # noqa: BLE001 - every rank must learn that the write failed
+                ok = f"writing checkpoint failed: {type(exc).__name__}: {exc}"
+        ok, path = self.world.bcast((ok, path), root=0)
+        if ok is not None:
+            raise RuntimeError(ok)
+        self.last_checkpoint = path
+        self._last_ckpt_time = time.monotonic()
+        self.timers["checkpoint"] += time.perf_counter() - t
+
+    def resume(self) -> bool:
+        """Load the newest valid checkpoint if there is one (collective). Returns whether it did."""
+        found = problem = None
+        if self.rank == 0:
+            self.store.cleanup_temp()
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", CheckpointWarning)
+                    found = self.store.load_latest()
+                for w in caught:  # e.g. newest checkpoint corrupt, previous one used
+                    self.log.warning("%s", w.message)
+            except CheckpointError as exc:
+                problem = f"cannot resume: {exc}"
+            if found is not None:
+                want, have = found.meta["layout"], self.layout.signature()
+                if want != have:
+                    problem = (f"checkpoint {found.path} was written with {found.meta['size']} ranks in layout "
+                               f"{_fmt(want)}; this launch gives {_fmt(have)}. Relaunch with "
+                               f"{found.meta['size']} ranks (or the same layout), or use a new campaign.run_dir")
+        problem, driver, path = self.world.bcast(
+            (problem, found.payload["driver"] if found else None, found.path if found else None), root=0)
+        if problem:
+            raise ResumeRefused(problem)
+        if driver is None:
+            return False
+        groups = found.payload["groups"] if self.rank == 0 else None
+        reqs = [self.p2p.isend(groups[g.name], dest=g.root, tag=8) for g in self.layout.groups] if self.rank == 0 else []
+        for g in self.mine:
+            part = self.p2p.recv(source=0, tag=8) if self.rank == g.root else None
+            comm = self.comms[g.name]
+            mine = comm.scatter([part["ranks"][str(i)] for i in range(comm.Get_size())] if part else None, root=0)
+            self.components[g.name].load_state(mine)
+            self.inbox[g.name], self.outbox[g.name] = comm.bcast((part["inbox"], part["outbox"]) if part else None)
+        for r in reqs:
+            r.wait()
+        self.iteration, self.stage, self.syncs = (int(driver[k]) for k in ("iteration", "stage", "syncs"))
+        self.last_checkpoint = path
+        if self.rank == 0:
+            self.log.info("resumed from %s (iteration %d, stage '%s')", path.name, self.iteration,
+                          PIPELINE[self.stage].name)
+        return True
+
+    # ----------------------------------------------------------------------------- results
+    def _write_results(self) -> None:
+        gathered = self._collect(lambda g, c: c.results() if self.rank == g.root else None)
+        if self.rank == 0:
+            write_tree(self.run_dir / "results.h5", {"groups": {n: r[0] for n, r in gathered.items()}},
+                       meta={"campaign": self.cfg.campaign.name, "iterations": self.iteration})
+            self.log.info("campaign complete: %s", self.run_dir / "results.h5")
+
+
+def write_timings(driver: Driver, path: Path) -> None:
+    """Per-rank seconds spent computing, waiting at sync points, routing, checkpointing (collective)."""
+    rows = driver.world.gather({k: round(float(v), 6) for k, v in driver.timers.items()}, root=0)
+    if driver.rank == 0:
+        groups = {r: [g.name for g in driver.layout.groups_of(r)] for r in range(driver.layout.size)}
+        path.write_text(yaml.safe_dump({f"rank{r}": {"groups": groups[r], **t} for r, t in enumerate(rows)},
+                                       sort_keys=False))
+
+
+def _fmt(sig: dict[str, int]) -> str:
+    return ", ".join(f"{k}:{v}" for k, v in sig.items())
+
+
+def prepare_run_dir(cfg: Campaign) -> None:
+    """Create the run directory tree and keep the validated configuration beside the results."""
+    run_dir = Path(cfg.campaign.run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    target = run_dir / "campaign.yaml"
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    os.replace(tmp, target)

@@ -1,0 +1,102 @@
+"""The contract between the driver and the engines that fill each role.
+
+An engine is constructed once per rank of its group by a factory registered under
+(role, engine name). The driver calls ``step`` in the role's stage, ``state``/``load_state`` at
+checkpoints, ``results`` at the end. States are nested dicts of numpy arrays, scalars and strings
+(see ``pbahpc.checkpoint``); RNG states go through ``encode_rng``/``decode_rng``.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import Campaign
+from .layout import Group
+
+Inbox = dict[str, dict[str, Any]]  # channel -> {sending group name -> payload}
+
+
+@dataclass
+class StepContext:
+    """What a component sees during one ``step``."""
+
+    comm: Any  # the group's intracommunicator (mpi4py)
+    group: Group
+    iteration: int  # 0-based campaign iteration
+    log: logging.Logger
+    _stop: Callable[[], bool]
+    _interrupt: Callable[[Callable[[], None]], Callable[[], None]]
+
+    def stop_requested(self) -> bool:
+        """Collective over ``comm``: True on every rank of the group if a stop was requested on any.
+
+        A component that returns early (``None`` from ``step``) must keep its progress in ``state()``.
+        """
+        from mpi4py import MPI
+
+        return bool(self.comm.allreduce(self._stop(), op=MPI.LOR))
+
+    def on_interrupt(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Register ``callback`` to run (from another thread) as soon as a stop signal arrives."""
+        return self._interrupt(callback)
+
+
+class Component(Protocol):
+    def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
+        """Do this iteration's work. Return the outgoing payloads by channel (only the group root's
+        are sent), or ``None`` when interrupted before the work was done (it is then called again)."""
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+    def results(self) -> dict[str, Any]:
+        """Final results of this rank (the group root's are written to results.h5)."""
+
+
+Factory = Callable[[Campaign, Group, Any, np.random.SeedSequence], Component]
+_REGISTRY: dict[tuple[str, str], Factory] = {}
+
+
+def register(role: str, engine: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
+        _REGISTRY[(role, engine)] = factory
+        return factory
+    return deco
+
+
+def _builtin_engines() -> None:
+    from .. import atomistic, continuum, mlip, oracle  # noqa: F401  (each registers its engines)
+
+
+def check_engine(role: str, name: str) -> str | None:
+    """None if ``name`` names an engine for ``role``, else what is allowed (used by config validation)."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            return f"cannot import engine {name!r} ({type(exc).__name__}: {exc})"
+        return None if callable(factory) else f"{name!r} is not callable"
+    _builtin_engines()
+    known = sorted(e for r, e in _REGISTRY if r == role)
+    if name not in known:
+        return f"unknown engine {name!r}; built-in: {', '.join(known)}, or 'package.module:Factory'"
+    return None
+
+
+def create(cfg: Campaign, group: Group, comm: Any, seed: np.random.SeedSequence) -> Component:
+    """Build the configured engine of ``group.role`` (names are checked when the config is loaded)."""
+    name = getattr(cfg, group.role).engine
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    else:
+        _builtin_engines()
+        factory = _REGISTRY[(group.role, name)]
+    return factory(cfg, group, comm, seed)

@@ -1,0 +1,88 @@
+"""Stop requests from the batch system (SIGTERM, SIGUSR1) that also interrupt long native calls.
+
+A Python signal handler only runs when the interpreter regains control, which a LAMMPS ``run``
+inside ctypes does not give back until it ends. The handler's wake-up byte (``set_wakeup_fd``)
+is read by a watcher thread, which calls the registered interrupt callbacks at once (e.g.
+``lammps.force_timeout``); ctypes calls release the GIL, so the thread runs meanwhile.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopSignal:
+    """Records that a stop was requested; use as a context manager around the campaign."""
+
+    def __init__(self, signals=DEFAULT_SIGNALS):
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._old: dict[int, object] = {}
+        self._old_fd = -1
+        self._rsock = self._wsock = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
+
+    def add_interrupt(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` from the watcher thread when a signal arrives; returns a remover."""
+        with self._lock:
+            self._callbacks.append(callback)
+            fire = self.requested
+        if fire:
+            callback()
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+        return remove
+
+    def request(self, signum: int) -> None:
+        """Mark a stop as requested (also usable by tests and by the driver itself)."""
+        with self._lock:
+            if self.received is None:
+                self.received = signum
+            callbacks = list(self._callbacks)
+        for cb in callbacks:
+            try:
+                cb()
+            except Exception:  # noqa: BLE001 - an interrupt hook must never kill the watcher
+                pass
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                data = self._rsock.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            for byte in data:
+                if byte in self.signals:
+                    self.request(byte)
+
+    def __enter__(self) -> StopSignal:
+        self._rsock, self._wsock = socket.socketpair()
+        self._wsock.setblocking(False)
+        for sig in self.signals:
+            self._old[sig] = signal.signal(sig, lambda signum, frame: self.request(signum))
+        self._old_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="pbahpc-signals", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._wsock.close()
+        self._rsock.close()

@@ -1,0 +1,46 @@
+"""Shared helpers: run pbahpc under a real ``mpiexec`` (MPICH oversubscribes 2 cores without flags)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def mpiexec() -> str:
+    exe = BIN / "mpiexec"
+    return str(exe) if exe.exists() else (shutil.which("mpiexec") or pytest.skip("no mpiexec on PATH"))
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["PYTHONPATH"] = f"{ROOT}{os.pathsep}{e.get('PYTHONPATH', '')}"
+    return e
+
+
+def pbahpc_cmd(n: int, *args: str) -> list[str]:
+    """The command line that runs ``pbahpc ARGS`` on ``n`` MPI ranks."""
+    return [mpiexec(), "-n", str(n), sys.executable, "-m", "pbahpc", *args]
+
+
+def run_pbahpc(n: int, *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(pbahpc_cmd(n, *args), capture_output=True, text=True, timeout=timeout,
+                          env=env(), cwd=cwd)
+
+
+def write_campaign(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def smoke_config() -> dict:
+    return yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
