@@ -22,7 +22,10 @@ fi
 campaign=${1:-inputs/demo.yaml}
 [ $# -gt 0 ] && shift
 
-command -v pbahpc >/dev/null || { echo "laptop.sh: pbahpc not found in $venv/bin (run tools/setup.sh)" >&2; exit 1; }
+if ! command -v pbahpc >/dev/null; then
+    echo "laptop.sh: pbahpc not found in $venv/bin (run tools/setup.sh)" >&2
+    exit 1
+fi
 
 starts=0
 while :; do

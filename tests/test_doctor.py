@@ -23,7 +23,8 @@ def _doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def _mpi4py_libmpi() -> str:
-    code = "from mpi4py import MPI; from pbahpc.doctor import is_libmpi, mapped_libs; print(*mapped_libs(is_libmpi))"
+    code = ("from mpi4py import MPI; from pbahpc.doctor import is_libmpi, mapped_libs; "
+            "print(*mapped_libs(is_libmpi))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     paths = out.stdout.split()
     if out.returncode or not paths:
@@ -37,7 +38,8 @@ def test_two_installs_are_a_mismatch() -> None:
     problems = find_mpi_mismatch({"mpi4py": ["/a/lib/libmpi.so.12"], "LAMMPS": ["/a/lib/libmpi.so.12"],
                                   "PETSc": ["/a/lib/libmpi.so.12", "/b/lib/libmpi.so.12"]},
                                  {"mpi4py": "MPICH 5.0.2"})
-    assert problems == ["MISMATCH: mpi4py uses /a/lib/libmpi.so.12 (MPICH 5.0.2) but PETSc loads /b/lib/libmpi.so.12"]
+    assert problems == [
+        "MISMATCH: mpi4py uses /a/lib/libmpi.so.12 (MPICH 5.0.2) but PETSc loads /b/lib/libmpi.so.12"]
 
 
 def test_open_mpi_next_to_mpich_is_a_mismatch() -> None:
@@ -115,7 +117,13 @@ def test_doctor_reports_a_second_libmpi(tmp_path: Path) -> None:
         def init(args=None, arch=None, comm=None): pass
         def get_config(): return {{"PETSC_DIR": "/fake", "PETSC_ARCH": ""}}
         """))
-    (pkg / "PETSc.py").write_text("class Sys:\n    @staticmethod\n    def getVersion():\n        return (3, 0, 0)\n")
+    (pkg / "PETSc.py").write_text(textwrap.dedent("""
+        ScalarType, IntType = "float64", "int32"
+        class Sys:
+            @staticmethod
+            def getVersion():
+                return (3, 0, 0)
+        """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     out = _doctor(env=env)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -131,5 +139,6 @@ def test_missing_component_is_a_line_not_a_traceback(tmp_path: Path) -> None:
     out = _doctor(env=env)
     assert out.returncode == 1
     assert "Traceback" not in out.stdout + out.stderr
-    assert any(line.startswith("[FAIL] LAMMPS") and "liblammps.so" in line for line in out.stdout.splitlines())
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("[FAIL] LAMMPS") and "liblammps.so" in line for line in lines)
     assert "problem(s)" in out.stdout.splitlines()[-1]

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..checkpoint import CheckpointError, CheckpointStore, CheckpointWarning, write_tree
+from ..checkpoint import BackgroundWriter, CheckpointError, CheckpointStore, CheckpointWarning, checkpoint_name, write_tree
 from ..config import Campaign, to_plain
 from . import component
 from .layout import Group, RankLayout, split
 from .signals import StopSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
-_FAILED, _STOP, _UNFINISHED = range(3)
+_FAILED, _STOP, _UNFINISHED, _WRITE_FAILED = range(4)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Driver:
         self.rank = world.Get_rank()
         self.run_dir = Path(cfg.campaign.run_dir)
         self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.checkpoint.keep)
+        self.writer = BackgroundWriter(self.store)  # used on rank 0 only
         self.comms = split(world, layout)
         self.mine = layout.groups_of(self.rank)
         seeds = dict(zip((g.name for g in layout.groups),
@@ -73,6 +74,7 @@ class Driver:
         self.outbox: dict[str, dict[str, Any] | None] = {g.name: None for g in self.mine}
         self.iteration = self.stage = self.syncs = 0
         self.last_checkpoint: Path | None = None
+        self._write_error: str | None = None  # rank 0: a background write failed; agreed on at the next sync
         self._last_ckpt_time = time.monotonic()
         self.timers = dict.fromkeys(("compute", "wait", "route", "checkpoint", "wall"), 0.0)
         self.components: dict[str, component.Component] = {}
@@ -83,7 +85,7 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - agreed on below, like a failed stage
             error = f"rank {self.rank}: creating components failed: {type(exc).__name__}: {exc}"
             self._report_traceback(error)
-        if self._agree(np.array([error is not None, 0, 0], dtype=np.int64), error)[_FAILED]:
+        if self._agree(np.array([error is not None, 0, 0, 0], dtype=np.int64), error)[_FAILED]:
             self._fail(error)
             raise StartupFailed("components could not be created")
 
@@ -100,6 +102,7 @@ class Driver:
 
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> int:
+        self.timers = dict.fromkeys(self.timers, 0.0)  # time spent in the campaign loop only
         t0 = time.perf_counter()
         try:
             return self._loop()
@@ -114,7 +117,7 @@ class Driver:
             if not self.layout.of_role(stage.role):
                 self._advance()  # a role with no ranks: its stage is skipped everywhere
                 continue
-            flags = np.zeros(3, dtype=np.int64)
+            flags = np.zeros(4, dtype=np.int64)
             error = None
             t = time.perf_counter()
             try:
@@ -130,22 +133,25 @@ class Driver:
                 self._report_traceback(error)
             self.timers["compute"] += time.perf_counter() - t
             flags[_STOP] = self.stop.requested
+            flags[_WRITE_FAILED] = self._write_error is not None
             agreed = self._agree(flags, error)
-            if agreed[_FAILED]:
-                return self._fail(error)
+            if agreed[_FAILED] or agreed[_WRITE_FAILED]:
+                return self._fail(error or self._write_error)
             if not agreed[_UNFINISHED]:
                 self._route(stage)
                 self._advance()
             self.syncs += 1
             if agreed[_STOP]:
-                self._checkpoint()
+                if self._checkpoint(wait=True):
+                    return EXIT_FAILED
                 if self.rank == 0:
                     self.log.warning("stop requested: checkpoint %s written; exit %d (requeue)",
                                      self.last_checkpoint.name, EXIT_REQUEUE)
                 return EXIT_REQUEUE
             if self._checkpoint_due():
                 self._checkpoint()
-        self._checkpoint()
+        if self._checkpoint(wait=True):
+            return EXIT_FAILED
         self._write_results()
         return EXIT_OK
 
@@ -176,7 +182,7 @@ class Driver:
             if deadline is not None and time.monotonic() > deadline:
                 self._abort(error)
             time.sleep(pause)
-            pause = min(2 * pause, 0.01)
+            pause = min(2 * pause, 0.002)  # idle ranks must not spin on shared cores
         self.timers["wait"] += time.perf_counter() - t
         return out
 
@@ -215,6 +221,12 @@ class Driver:
         return f"last checkpoint {last}; rerun the same command to resume" if last else "no checkpoint was written yet"
 
     def _fail(self, error: str | None) -> int:
+        if self.rank == 0:
+            try:
+                self.writer.drain()  # the last checkpoint is complete before we report it
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("the last checkpoint write failed too: %s", exc)
+                self.last_checkpoint = None
         errors = [e for e in self.world.gather(error, root=0) or [] if e]
         if self.rank == 0:
             for e in errors:
@@ -233,8 +245,10 @@ class Driver:
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_due(self) -> bool:
         ck = self.cfg.checkpoint
-        due = self.syncs % ck.every == 0 and time.monotonic() - self._last_ckpt_time >= ck.min_interval_s
-        return bool(self.world.bcast(due, root=0))  # one rank's clock decides, for agreement
+        if self.syncs % ck.every or ck.min_interval_s == 0:
+            return self.syncs % ck.every == 0
+        due = time.monotonic() - self._last_ckpt_time >= ck.min_interval_s
+        return bool(self.world.bcast(due, root=0))  # clocks differ: rank 0's decides for all
 
     def _collect(self, make) -> dict[str, Any] | None:
         """Gather ``make(group, component)`` from every rank of every group to rank 0 (layout order)."""
@@ -249,12 +263,19 @@ class Driver:
             r.wait()
         return out
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, wait: bool = False) -> str | None:
+        """Gather all state to rank 0 and hand it to the background writer (collective).
+
+        Without ``wait`` the other ranks go on at once; a failed write is agreed on at the next
+        synchronisation point. With ``wait`` (before exiting) the file is on disk when this returns,
+        and the error message, the same on every rank, is returned if this or an earlier write failed.
+        """
         t = time.perf_counter()
         gathered = self._collect(lambda g, c: {"component": c.state(), "inbox": self.inbox[g.name],
                                                "outbox": self.outbox[g.name]})
-        ok = path = None
         if self.rank == 0:
+            # ``gathered`` went through pickling (p2p to rank 0, even from itself): a private copy
+            # that the writer thread may read while the components go on.
             payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs},
                        "groups": {name: {"inbox": ranks[0]["inbox"], "outbox": ranks[0]["outbox"],
                                          "ranks": {str(i): r["component"] for i, r in enumerate(ranks)}}
@@ -262,15 +283,20 @@ class Driver:
             meta = {"layout": self.layout.signature(), "size": self.layout.size, "stage": PIPELINE[self.stage].name,
                     "iteration": self.iteration, "seed": self.cfg.campaign.seed}
             try:
-                path, ok = self.store.write(payload, step=self.syncs, meta=meta), None
+                self.writer.submit(payload, step=self.syncs, meta=meta)
+                if wait:
+                    self.writer.drain()
             except Exception as exc:  # noqa: BLE001 - every rank must learn that the write failed
-                ok = f"writing checkpoint failed: {type(exc).__name__}: {exc}"
-        ok, path = self.world.bcast((ok, path), root=0)
-        if ok is not None:
-            raise RuntimeError(ok)
-        self.last_checkpoint = path
-        self._last_ckpt_time = time.monotonic()
+                self._write_error = self._write_error or \
+                    f"writing a checkpoint in {self.store.directory} failed: {type(exc).__name__}: {exc}"
+        error = self.world.bcast(self._write_error, root=0) if wait else None
+        if error is None:
+            self.last_checkpoint = self.store.directory / checkpoint_name(self.syncs)
+            self._last_ckpt_time = time.monotonic()
+        elif self.rank == 0:
+            self.log.error("%s", error)
         self.timers["checkpoint"] += time.perf_counter() - t
+        return error
 
     def resume(self) -> bool:
         """Load the newest valid checkpoint if there is one (collective). Returns whether it did."""
@@ -324,8 +350,13 @@ class Driver:
 
 
 def write_timings(driver: Driver, path: Path) -> None:
-    """Per-rank seconds spent computing, waiting at sync points, routing, checkpointing (collective)."""
-    rows = driver.world.gather({k: round(float(v), 6) for k, v in driver.timers.items()}, root=0)
+    """Per-rank seconds spent computing, waiting at sync points, routing, checkpointing (collective);
+    on rank 0 also the background writer's own seconds."""
+    mine = {k: round(float(v), 6) for k, v in driver.timers.items()}
+    if driver.writer.writes:
+        mine.update(checkpoint_writes=driver.writer.writes,
+                    checkpoint_write_s=round(driver.writer.write_seconds, 6))
+    rows = driver.world.gather(mine, root=0)
     if driver.rank == 0:
         groups = {r: [g.name for g in driver.layout.groups_of(r)] for r in range(driver.layout.size)}
         path.write_text(yaml.safe_dump({f"rank{r}": {"groups": groups[r], **t} for r, t in enumerate(rows)},
