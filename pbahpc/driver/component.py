@@ -42,7 +42,8 @@ class StepContext:
         return bool(self.comm.allreduce(self._stop(), op=MPI.LOR))
 
     def on_interrupt(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Register ``callback`` to run (from another thread) as soon as a stop signal arrives."""
+        """Register ``callback`` to run from the watcher thread as soon as a stop signal arrives on
+        this rank. It must not be collective (see ``pbahpc.atomistic.lammps_stop`` for LAMMPS)."""
         return self._interrupt(callback)
 
 

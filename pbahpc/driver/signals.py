@@ -1,9 +1,11 @@
-"""Stop requests from the batch system (SIGTERM, SIGUSR1) that also interrupt long native calls.
+"""Stop requests from the batch system (SIGTERM, SIGUSR1), noticed even inside long native calls.
 
-A Python signal handler only runs when the interpreter regains control, which a LAMMPS ``run``
-inside ctypes does not give back until it ends. The handler's wake-up byte (``set_wakeup_fd``)
-is read by a watcher thread, which calls the registered interrupt callbacks at once (e.g.
-``lammps.force_timeout``); ctypes calls release the GIL, so the thread runs meanwhile.
+A Python signal handler only runs when the interpreter regains control, which a native call does
+not give back until it ends. The handler's wake-up byte (``set_wakeup_fd``) is read by a watcher
+thread, which sets the flag at once and runs the registered interrupt callbacks (ctypes calls
+release the GIL, so the thread runs meanwhile). Callbacks run on one rank at its own moment: they
+must not be collective. A multi-rank LAMMPS run is stopped with
+``pbahpc.atomistic.lammps_stop.StopCheck`` instead, which polls the flag collectively in the MD loop.
 """
 from __future__ import annotations
 
