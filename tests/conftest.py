@@ -22,7 +22,8 @@ def mpiexec() -> str:
 def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
-    e["PYTHONPATH"] = f"{ROOT}{os.pathsep}{e.get('PYTHONPATH', '')}"
+    # the tests' own engines (faulty_engines) must import in the ranks, whatever the cwd
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), e.get("PYTHONPATH", "")])
     return e
 
 

@@ -158,3 +158,21 @@ def test_run_refuses_under_mpiexec(tmp_path, label, data, key):
     assert out.stderr.count("\n") == 1 and f": {key}" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_missing_file_is_named(tmp_path):
+    """Keys declared as files (e.g. structures, potentials) must exist; relative to the YAML file."""
+    from dataclasses import dataclass, field
+
+    from pbahpc.config import ConfigError
+    from pbahpc.config.validate import build
+
+    @dataclass(frozen=True)
+    class WithFile:
+        structure: Path = field(metadata={"file": True})
+
+    (tmp_path / "there.cif").write_text("data")
+    assert build(WithFile, {"structure": "there.cif"}, "host", tmp_path).structure == tmp_path / "there.cif"
+    with pytest.raises(ConfigError) as err:
+        build(WithFile, {"structure": "missing.cif"}, "host", tmp_path)
+    assert str(err.value) == f"host.structure: file not found: {tmp_path / 'missing.cif'}"
