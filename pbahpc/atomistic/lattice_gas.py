@@ -39,8 +39,7 @@ def energy_eV(occ: np.ndarray, pair_eV: float, site_eV: float) -> float:
 class LatticeGasReplica:
     def __init__(self, cfg, group, comm, seed: np.random.SeedSequence):
         rc = cfg.replicas
-        t_idx, mu_idx = divmod(group.index, len(rc.mu_eV))
-        self.T_K, self.mu_eV = rc.temperatures_K[t_idx], rc.mu_eV[mu_idx]
+        self.T_K, self.mu_eV = rc.point(group.index)
         self.cycles, self.sweeps, L = rc.cycles, rc.sweeps_per_cycle, rc.lattice
         self.rng = np.random.Generator(np.random.PCG64(seed.spawn(comm.Get_size())[comm.Get_rank()]))
         self.occ = np.zeros((L, L, L), dtype=np.uint8)

@@ -59,8 +59,76 @@ class CheckpointSection:
 
 
 @dataclass(frozen=True)
+class BiasSection:
+    """Harmonic bias B(N) = phi (N - N_t)^2 (Eq. 7), applied inside the GCMC acceptance rule."""
+
+    phi_eV: float = field(default=0.0, metadata=_m(min=0.0))
+    targets_N: tuple[int, ...] = field(default=(), metadata=_m(min=0))
+    """Window schedule: N_t of each window in turn (each starts from the previous window's state)."""
+    cycles_per_window: int = field(default=10, metadata=_m(min=1))
+
+
+@dataclass(frozen=True)
+class GcmcSection:
+    """The LAMMPS GCMC-MD replica engine (``replicas.engine: lammps-gcmc``)."""
+
+    structure: Literal["pba", "file", "box"] = "pba"
+    """pba: built Na_xMn[Fe(CN)6]; file: any ASE-readable host (``structure_file``); box: empty cubic box."""
+    structure_file: Path | None = field(default=None, metadata=_m(file=True))
+    cells: int = field(default=1, metadata=_m(min=1, max=64))
+    a_A: float = field(default=10.3, metadata=_m(min=5.0, max=20.0))
+    x_inserted: float = field(default=0.0, metadata=_m(min=0.0, max=2.0))
+    """Initial inserted atoms per formula unit (pba), placed at random cage centres."""
+    box_A: float = field(default=20.0, metadata=_m(gt=0.0))
+    inserted: str = "Na"
+    potential: Literal["teacher", "lammps"] = "teacher"
+    species: tuple[str, ...] = ()
+    """potential: lammps -- element of each LAMMPS atom type, in type order."""
+    masses_amu: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0))
+    pair_commands: tuple[str, ...] = ()
+    """potential: lammps -- pair_style/pair_coeff/... commands issued after the box exists."""
+    cutoff_A: float = field(default=6.0, metadata=_m(gt=0.0))
+    ensemble: Literal["npt", "nvt", "mc"] = "npt"
+    """mc: no time integration (a frozen host; GCMC moves only)."""
+    md_steps: int = field(default=4000, metadata=_m(min=1))
+    timestep_fs: float = field(default=0.4, metadata=_m(gt=0.0, max=10.0))
+    thermostat_damp_ps: float = field(default=0.1, metadata=_m(gt=0.0))
+    barostat_damp_ps: float = field(default=1.0, metadata=_m(gt=0.0))
+    pressure_bar: float = 1.0
+    exchanges: int = field(default=1000, metadata=_m(min=0))
+    """Insertion/deletion attempts per cycle."""
+    translations: int = field(default=500, metadata=_m(min=0))
+    """MC translation attempts of inserted-species atoms per cycle."""
+    max_displacement_A: float = field(default=1.0, metadata=_m(gt=0.0))
+    full_energy: bool = True
+    """Whole-system energy per trial (required for many-body/ML potentials and for the bias)."""
+    bias: BiasSection = BiasSection()
+    frame_stride: int = field(default=1, metadata=_m(min=1))
+    """Keep a frame (a labelling candidate) every this many cycles."""
+    stop_check_steps: int = field(default=100, metadata=_m(min=1))
+    """MD steps between the collective checks for a stop request inside a LAMMPS run."""
+
+    def check(self, key: str) -> None:
+        if self.structure == "file" and self.structure_file is None:
+            raise ConfigError(f"{key}.structure_file", "required when structure is 'file'")
+        if self.potential == "lammps":
+            if not self.species or not self.pair_commands:
+                raise ConfigError(f"{key}.species", "potential 'lammps' needs species and pair_commands")
+            if len(self.masses_amu) != len(self.species):
+                raise ConfigError(f"{key}.masses_amu",
+                                  f"needs one mass per species ({len(self.species)}), got {len(self.masses_amu)}")
+            if self.inserted not in self.species:
+                raise ConfigError(f"{key}.inserted", f"{self.inserted!r} is not one of species {list(self.species)}")
+        if self.bias.targets_N and self.bias.phi_eV == 0.0:
+            raise ConfigError(f"{key}.bias.phi_eV", "must be > 0 when targets_N are given")
+        if self.bias.targets_N and not self.full_energy:
+            raise ConfigError(f"{key}.full_energy", "must be true with a bias (the bias enters the full energy)")
+
+
+@dataclass(frozen=True)
 class ReplicasSection:
     engine: str = field(default="lattice-gas", metadata=_m(engine="replicas"))
+    """lattice-gas (light, for tests) or lammps-gcmc (section ``gcmc``)."""
     """A built-in engine name, or ``package.module:Factory`` for your own."""
     temperatures_K: tuple[float, ...] = field(default=(300.0,), metadata=_m(gt=0.0, nonempty=True))
     mu_eV: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-100.0, max=100.0, nonempty=True))
@@ -69,6 +137,7 @@ class ReplicasSection:
     sweeps_per_cycle: int = field(default=5, metadata=_m(min=1, max=1_000_000))
     lattice: int = field(default=6, metadata=_m(min=2, max=512))
     """Lattice-gas engine: sites per edge of the periodic cubic lattice (even)."""
+    gcmc: GcmcSection = GcmcSection()
 
     def check(self, key: str) -> None:
         if self.lattice % 2:
@@ -77,6 +146,11 @@ class ReplicasSection:
     @property
     def count(self) -> int:
         return len(self.temperatures_K) * len(self.mu_eV)
+
+    def point(self, index: int) -> tuple[float, float]:
+        """(T in K, mu in eV) of replica ``index``: temperatures outer, chemical potentials inner."""
+        t, m = divmod(index, len(self.mu_eV))
+        return self.temperatures_K[t], self.mu_eV[m]
 
 
 @dataclass(frozen=True)
