@@ -1,2 +1,2 @@
 """Atomistic sampling engines for the replica role."""
-from . import lattice_gas  # noqa: F401  (registers the engine)
+from . import gcmc_replica, lattice_gas  # noqa: F401  (register the engines)

