@@ -201,3 +201,22 @@ def test_window_schedule_converges_and_resamples():
         for n in (10,) * 4 + (20,) * 4:
             s.record(n)
     assert sched.finished and copy.finished and sched.summary == copy.summary and sched.target == 20
+
+
+def test_iteration_files_hold_observables_and_frames(tmp_path):
+    from pbahpc.checkpoint import read_checkpoint_file
+
+    T, V = 300.0, 20.0**3
+    gcmc = {**IDEAL_GAS, "frame_stride": 2}
+    out = run_pbahpc(1, "run", str(replica_campaign(tmp_path, "files", gcmc, [T], [ideal_gas_mu(T, 10.0, V)],
+                                                    cycles=4, iterations=2)))
+    assert out.returncode == 0, out.stderr
+    whole = replica_results(tmp_path, "files")["replica-0"]
+    for it in range(2):
+        payload, header = read_checkpoint_file(tmp_path / "files" / "replicas" / "replica-0" / f"iter-{it:06d}.h5")
+        assert header.meta["first_cycle"] == 4 * it and header.meta["species"] == ["Ar"]
+        np.testing.assert_array_equal(payload["observables"]["N"], whole["N"][4 * it: 4 * it + 4])
+        assert sorted(payload["frames"]) == [f"{c:08d}" for c in range(4 * it, 4 * it + 4, 2)]
+        for c, frame in payload["frames"].items():
+            assert len(frame["numbers"]) == whole["N"][int(c)] and np.all(frame["numbers"] == 18)
+            assert frame["positions_A"].shape == (len(frame["numbers"]), 3)

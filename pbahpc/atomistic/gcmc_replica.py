@@ -15,6 +15,14 @@ stop check (see ``lammps_stop``).
 mu is LAMMPS's: relative to an ideal gas of the inserted species with thermal de Broglie wavelength
 Lambda, so an ideal gas in volume V holds <N> = V exp(mu / kT) / Lambda^3.
 
+Outputs (metal units), besides the ``candidates`` sent to the oracle:
+``<run_dir>/replicas/<replica>/iter-<iteration>.h5`` (checkpoint format, read with
+``pbahpc.checkpoint.read_checkpoint_file``): meta {T_K, mu_eV, iteration, first_cycle, species}; per
+cycle ``observables/``: N (inserted atoms), pe_eV (unbiased potential energy), bias_eV, volume_A3,
+cell (lx ly lz xy xz yz, A), accept (translation, insertion, deletion acceptance ratios), target_N
+(-1 unbiased); ``frames/<cycle>/``: numbers, positions_A, cell_A every ``frame_stride`` cycles.
+results.h5 holds the same observables for the whole run and the bias-window summary.
+
 Checkpoints hold LAMMPS's own binary restart (positions, velocities, box, fix npt and fix gcmc
 state) plus this engine's counters and RNG. A resumed replica continues the same Markov chain from the
 same state, but not bitwise: LAMMPS rebuilds neighbour lists in a different atom order after
@@ -25,11 +33,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..checkpoint import decode_rng, encode_rng
+from ..checkpoint import decode_rng, encode_rng, write_tree
 from ..driver.component import Inbox, StepContext, register
 from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
 from .windows import SUMMARY_COLUMNS, WindowSchedule
@@ -68,6 +77,7 @@ class GcmcMdReplica:
         self.gc, self.comm = cfg.replicas.gcmc, comm
         self.T_K, self.mu_eV = cfg.replicas.point(group.index)
         self.cycles = cfg.replicas.cycles
+        self.run_dir = Path(cfg.campaign.run_dir)
         # the same stream on every rank of the replica: LAMMPS needs identical seeds everywhere
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.potential = make_potential(self.gc)
@@ -188,8 +198,21 @@ class GcmcMdReplica:
             self._ctx = None
         ctx.log.info("T=%g K mu=%g eV: %d cycles, <N>=%.2f", self.T_K, self.mu_eV, self.cycles,
                      float(np.mean(self.obs["N"][-self.cycles:])))
+        if ctx.comm.Get_rank() == 0:
+            self._write_iteration(ctx)
         out, self.frames, self.cycle = {"candidates": self.frames}, {}, 0
         return out
+
+    def _write_iteration(self, ctx: StepContext) -> None:
+        """This iteration's observables and frames, one file per iteration (a redone iteration rewrites it)."""
+        directory = self.run_dir / "replicas" / ctx.group.name
+        directory.mkdir(parents=True, exist_ok=True)
+        obs = {k: np.array(v[-self.cycles:], dtype=np.float64) for k, v in self.obs.items()}
+        write_tree(directory / f"iter-{ctx.iteration:06d}.h5",
+                   {"observables": obs, "frames": self.frames},
+                   meta={"T_K": self.T_K, "mu_eV": self.mu_eV, "iteration": ctx.iteration,
+                         "first_cycle": self.done - self.cycles, "species": list(self.potential.species),
+                         "units": "metal (eV, A, ps, K, bar)"})
 
     # ------------------------------------------------------------------ checkpoint
     def state(self) -> dict[str, Any]:

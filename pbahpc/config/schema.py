@@ -197,3 +197,9 @@ class Campaign:
     trainer: TrainerSection = TrainerSection()
     continuum: ContinuumSection = ContinuumSection()
     source: Path | None = field(default=None, metadata=_m(internal=True))
+
+    def check(self, key: str) -> None:
+        # the lattice-gas oracle reads lattice occupations, not atomic frames
+        if self.layout.oracle.ranks and self.oracle.engine == "lattice-gas" and self.replicas.engine != "lattice-gas":
+            raise ConfigError("oracle.engine", f"'lattice-gas' cannot label frames of replicas.engine "
+                                               f"'{self.replicas.engine}'; set layout.oracle.ranks: 0 or another engine")
