@@ -64,7 +64,8 @@ def initial_structure(gc, species: tuple[str, ...], rng: np.random.Generator):
     from .structure import build_pba
 
     if gc.structure == "pba":
-        return build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, rng=rng, inserted=gc.inserted)
+        return build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, arrangement=gc.arrangement, rng=rng,
+                         rhombohedral_deg=gc.rhombohedral_deg, inserted=gc.inserted)
     if gc.structure == "file":  # as it is, inserted atoms included (parallel=False: no hidden collective)
         atoms = ase.io.read(gc.structure_file, parallel=False)
         atoms.pbc = True

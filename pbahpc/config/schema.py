@@ -87,7 +87,11 @@ class GcmcSection:
     cells: int = field(default=1, metadata=_m(min=1, max=64))
     a_A: float = field(default=10.3, metadata=_m(min=5.0, max=20.0))
     x_inserted: float = field(default=0.0, metadata=_m(min=0.0, max=2.0))
-    """Initial inserted atoms per formula unit (pba), placed at random cage centres."""
+    """Initial inserted atoms per formula unit (pba), placed on cage centres."""
+    arrangement: Literal["random", "first"] = "random"
+    """pba: which cages the initial inserted atoms occupy (random draw from the seed, or in site order)."""
+    rhombohedral_deg: float = field(default=0.0, metadata=_m(min=-20.0, max=20.0))
+    """pba: volume-preserving shear along [111]; the cubic angles become 90 + this (degrees)."""
     box_A: float = field(default=20.0, metadata=_m(gt=0.0))
     inserted: str = "Na"
     potential: Literal["teacher", "lammps"] = "teacher"
