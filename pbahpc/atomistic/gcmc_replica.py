@@ -56,7 +56,7 @@ def make_potential(gc) -> LammpsPotential:
     return LammpsPotential(tuple(gc.species), tuple(gc.masses_amu), tuple(gc.pair_commands), gc.cutoff_A)
 
 
-def initial_structure(gc, species: tuple[str, ...], rng: np.random.Generator):
+def initial_structure(gc, rng: np.random.Generator):
     """The starting configuration (ase.Atoms) the section describes."""
     import ase
     import ase.io
@@ -95,7 +95,7 @@ class GcmcMdReplica:
         self._checked_step = -1
         self._interrupted = False
         self.lmp = self._open()
-        setup_lammps(self.lmp, initial_structure(self.gc, self.potential.species, self.rng), self.potential)
+        setup_lammps(self.lmp, initial_structure(self.gc, self.rng), self.potential)
         self._configure(fresh=True)
 
     # ------------------------------------------------------------------ LAMMPS set-up
