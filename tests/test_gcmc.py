@@ -143,7 +143,7 @@ def test_two_rank_replica_gives_the_same_statistics(tmp_path):
     """One replica on 2 ranks (LAMMPS domain decomposition) samples the same Poisson distribution."""
     T, V = 300.0, 20.0**3
     mu = ideal_gas_mu(T, 25.0, V)
-    out = run_pbahpc(2, "run", str(replica_campaign(tmp_path, "two", IDEAL_GAS, [T], [mu], cycles=100,
+    out = run_pbahpc(2, "run", str(replica_campaign(tmp_path, "two", IDEAL_GAS, [T], [mu], cycles=50,
                                                     ranks_each=2)))
     assert out.returncode == 0, out.stderr
     n = replica_results(tmp_path, "two")["replica-0"]["N"][20:]

@@ -204,6 +204,6 @@ class Campaign:
 
     def check(self, key: str) -> None:
         # the lattice-gas oracle reads lattice occupations, not atomic frames
-        if self.layout.oracle.ranks and self.oracle.engine == "lattice-gas" and self.replicas.engine != "lattice-gas":
+        if self.layout.oracle.ranks and self.oracle.engine == "lattice-gas" and self.replicas.engine == "lammps-gcmc":
             raise ConfigError("oracle.engine", f"'lattice-gas' cannot label frames of replicas.engine "
                                                f"'{self.replicas.engine}'; set layout.oracle.ranks: 0 or another engine")
