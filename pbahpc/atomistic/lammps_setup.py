@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms, units
 
-# velocity: ASE's unit is A / (A sqrt(amu/eV)), LAMMPS metal's is A/ps
+# ASE velocities are in A per ASE time unit (A sqrt(amu/eV) = 10.18 fs), LAMMPS metal's in A/ps
 _A_PER_PS = 1000.0 * units.fs
 
 
@@ -64,7 +64,7 @@ def setup_lammps(lmp, atoms: Atoms, potential: LammpsPotential) -> None:
     n = len(atoms)
     if n:
         # wrap into [0, 1) so that exactly one rank owns every atom
-        frac = np.linalg.solve(L.T, (atoms.positions @ R).T).T
+        frac = atoms.get_scaled_positions(wrap=False)
         frac -= np.floor(frac)
         frac[frac >= 1.0] = 0.0
         x = frac @ L
@@ -85,23 +85,21 @@ def atoms_from_lammps(lmp, species: tuple[str, ...]) -> Atoms:
     Collective over the instance's communicator; every rank gets the same structure. Ids may have
     gaps (after GCMC deletions).
     """
-    n = lmp.get_natoms()
-    ids = np.ctypeslib.as_array(lmp.gather_atoms_concat("id", 0, 1)) if n else np.zeros(0, dtype=int)
-    order = np.argsort(ids[:n], kind="stable")
-
-    def gathered(name: str, dtype: int, count: int) -> np.ndarray:
-        if not n:
-            return np.zeros((0, count))
-        data = np.ctypeslib.as_array(lmp.gather_atoms_concat(name, dtype, count))
-        return data[: n * count].reshape(n, count)[order]
-
-    types = gathered("type", 0, 1)[:, 0]
-    x, v = gathered("x", 1, 3), gathered("v", 1, 3)
     boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
     lx, ly, lz = np.subtract(boxhi, boxlo)
     cell = np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
+    n = lmp.get_natoms()
+    if n == 0:
+        return Atoms(cell=cell, pbc=True)
+
+    def gathered(name: str, dtype: int, count: int) -> np.ndarray:
+        """Per-atom data, concatenated over ranks in the same order for every property."""
+        return np.ctypeslib.as_array(lmp.gather_atoms_concat(name, dtype, count))[: n * count].reshape(n, count)
+
+    order = np.argsort(gathered("id", 0, 1)[:, 0], kind="stable")
+    types = gathered("type", 0, 1)[order, 0]
+    x, v = gathered("x", 1, 3)[order], gathered("v", 1, 3)[order]
     atoms = Atoms([species[t - 1] for t in types], positions=x - np.asarray(boxlo), cell=cell, pbc=True)
-    mass = np.ctypeslib.as_array(lmp.numpy.extract_atom("mass"), shape=(len(species) + 1,))
-    atoms.set_masses(mass[types])
+    atoms.set_masses(np.asarray(lmp.numpy.extract_atom("mass"))[types])  # per type, index 0 unused
     atoms.set_velocities(v / _A_PER_PS)
     return atoms

@@ -51,7 +51,7 @@ def na_sites(atoms: Atoms, metals: tuple[str, ...] = ("Fe", "Mn")) -> np.ndarray
     frame = atoms[is_metal]
     if len(frame) == 0:
         raise ValueError(f"no framework metals {metals} in the structure")
-    a_A = (SITES_PER_CELL * frame.get_volume() / len(frame)) ** (1 / 3)  # 8 metals per cubic cell
+    a_A = (8 * frame.get_volume() / len(frame)) ** (1 / 3)  # 4 Fe + 4 Mn per conventional cell
     # chain neighbours sit at a/2, the next metals at a/sqrt(2): cut in between
     i, D = neighbor_list("iD", frame, 0.6 * a_A)
     counts = np.bincount(i, minlength=len(frame))
