@@ -220,3 +220,29 @@ def test_iteration_files_hold_observables_and_frames(tmp_path):
         for c, frame in payload["frames"].items():
             assert len(frame["numbers"]) == whole["N"][int(c)] and np.all(frame["numbers"] == 18)
             assert frame["positions_A"].shape == (len(frame["numbers"]), 3)
+
+
+def test_teacher_pba_replicas_under_the_driver(tmp_path):
+    """The demo set-up: NPT GCMC-MD of Na_xMn[Fe(CN)6] with the teacher on both sides of its two-phase mu."""
+    import yaml
+
+    from conftest import ROOT
+
+    cfg = yaml.safe_load((ROOT / "inputs" / "gcmc.yaml").read_text())
+    cfg["campaign"]["run_dir"] = str(tmp_path / "pba")
+    cfg["replicas"]["cycles"] = 6
+    path = write_campaign(tmp_path / "pba.yaml", cfg)
+    out = run_pbahpc(2, "run", str(path))
+    assert out.returncode == 0, out.stderr
+    res = replica_results(tmp_path, "pba")
+    low, high = res["replica-0"], res["replica-1"]
+    assert low["mu_eV"] == -1.85 and high["mu_eV"] == -1.55
+    # start at x = 1 (4 Na in 8 cages): below the two-phase mu the cell empties, above it never does
+    assert low["N"][-1] < 4 and low["N"][-1] <= low["N"][0]
+    assert np.all(high["N"] >= 4) and np.all(high["N"] <= 8)
+    volume = 10.3**3
+    for rep in (low, high):
+        assert np.all(np.abs(rep["volume_A3"] / volume - 1) < 0.05)  # framework intact under NPT
+        acc = rep["accept"][~np.isnan(rep["accept"])]
+        assert np.all((acc >= 0) & (acc <= 1))
+        assert np.all(rep["pe_eV"] < 0)
