@@ -246,3 +246,37 @@ def test_teacher_pba_replicas_under_the_driver(tmp_path):
         acc = rep["accept"][~np.isnan(rep["accept"])]
         assert np.all((acc >= 0) & (acc <= 1))
         assert np.all(rep["pe_eV"] < 0)
+
+
+def test_teacher_oracle_labels_and_screens_frames(tmp_path):
+    """Frames from the replicas are labelled by the teacher (checked by recomputing them) and screened."""
+    import yaml
+    from ase import Atoms
+
+    from conftest import ROOT
+    from pbahpc.oracle.teacher import TeacherCalculator
+
+    cfg = yaml.safe_load((ROOT / "inputs" / "gcmc.yaml").read_text())
+    cfg["campaign"]["run_dir"] = str(tmp_path / "lab")
+    cfg["layout"]["oracle"] = {"ranks": 2, "shared": True}
+    cfg["oracle"] = {"engine": "teacher", "max_force_eV_A": 5.0}
+    cfg["replicas"].update(cycles=4)
+    cfg["replicas"]["gcmc"].update(frame_stride=2)
+    out = run_pbahpc(2, "run", str(write_campaign(tmp_path / "lab.yaml", cfg)))
+    assert out.returncode == 0, out.stderr
+    oracle = replica_results(tmp_path, "lab")["oracle"]
+    assert oracle["labelled"] == 2 * 2 * 2  # replicas x frames per iteration x iterations
+    calc = TeacherCalculator()
+    discarded = 0
+    for rep in ("replica-0", "replica-1"):
+        for it in range(2):
+            payload, _ = read_checkpoint_file(tmp_path / "lab" / "replicas" / rep / f"iter-{it:06d}.h5")
+            for key, f in payload["frames"].items():
+                atoms = Atoms(numbers=f["numbers"], positions=f["positions_A"], cell=f["cell_A"], pbc=True)
+                atoms.calc = calc
+                name = f"{rep}:{key}"
+                assert oracle["energies"][name] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+                too_big = np.linalg.norm(atoms.get_forces(), axis=1).max() > 5.0
+                assert (name in oracle["reasons"]) == too_big
+                discarded += too_big
+    assert oracle["discarded"] == discarded  # thermal max |F| at 300 K: ~3.5-7 eV/A, so 5 splits them

@@ -174,6 +174,10 @@ class OracleSection:
     """Lattice-gas reference: nearest-neighbour Na-Na interaction (eV), negative = attractive."""
     site_eV: float = field(default=-0.1, metadata=_m(min=-10.0, max=10.0))
     """Lattice-gas reference: energy of one inserted Na relative to the reservoir (eV)."""
+    max_force_eV_A: float = field(default=150.0, metadata=_m(gt=0.0))
+    """Screening: frames with any |F| above this are discarded (paper: 150 eV/A)."""
+    max_energy_eV: float = 0.0
+    """Screening: frames with a total energy above this are discarded (paper: E > 0)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ class Campaign:
 
     def check(self, key: str) -> None:
         # the lattice-gas oracle reads lattice occupations, not atomic frames
+        if self.layout.trainer.ranks and self.trainer.engine == "pair-fit" and self.oracle.engine == "teacher":
+            raise ConfigError("trainer.engine", "'pair-fit' fits lattice-gas labels, not the teacher's; "
+                                                "set layout.trainer.ranks: 0 until an MTP trainer is configured")
         if self.layout.oracle.ranks and self.oracle.engine == "lattice-gas" and self.replicas.engine == "lammps-gcmc":
             raise ConfigError("oracle.engine", f"'lattice-gas' cannot label frames of replicas.engine "
                                                f"'{self.replicas.engine}'; set layout.oracle.ranks: 0 or another engine")

@@ -1,2 +1,2 @@
 """Reference calculators that label configurations for training."""
-from . import lattice_gas  # noqa: F401  (registers the engine)
+from . import ase_oracle, lattice_gas  # noqa: F401  (register the engines)
