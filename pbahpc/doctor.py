@@ -213,6 +213,9 @@ class Doctor:
             plugin_path = os.environ.get("LAMMPS_PLUGIN_PATH") or "(unset)"
             state = "loadable" if plugins else "NOT loadable"
             r.add("LAMMPS plugins", f"{state}, LAMMPS_PLUGIN_PATH={plugin_path}", "ok" if plugins else "FAIL")
+            mtp = lmp.has_style("pair", "mtp")  # our plugin, auto-loaded through the lammps.plugins entry point
+            r.add("pair_style mtp", "loaded" if mtp else "missing: run tools/setup.sh (builds the plugin)",
+                  "ok" if mtp else "warn")
             for lib in mapped_libs(lambda p: os.path.basename(p).startswith("liblammps")):
                 r.add("liblammps", f"{lib} (RUNPATH {elf_runpath(lib) or '(none)'})")
             _libmpi_line(r, "LAMMPS", self.mapped["LAMMPS"])

