@@ -227,4 +227,5 @@ def test_exception_inside_a_collective_aborts_instead_of_hanging(tmp_path, refer
     out = run_pbahpc(2, "run", str(path), timeout=120)
     assert out.returncode != EXIT_OK
     assert time.monotonic() - t < 60
-    assert "injected failure" in out.stderr and "aborting the job" in out.stderr
+    log = (tmp_path / "abort" / "logs" / "error-rank1.log").read_text()
+    assert "injected failure" in log and "aborting the job" in log  # stderr too, unless the launcher drops it

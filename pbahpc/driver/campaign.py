@@ -237,9 +237,13 @@ class Driver:
     def _abort(self, error: str) -> None:
         import sys
 
-        sys.stderr.write(f"pbahpc: {error}\npbahpc: other ranks did not reach the synchronisation point within "
-                         f"{self.cfg.campaign.abort_timeout_s:g} s; aborting the job ({self._resume_hint()})\n")
+        message = (f"pbahpc: {error}\npbahpc: other ranks did not reach the synchronisation point within "
+                   f"{self.cfg.campaign.abort_timeout_s:g} s; aborting the job ({self._resume_hint()})\n")
+        with open(self.run_dir / "logs" / f"error-rank{self.rank}.log", "a", encoding="utf-8") as fh:
+            fh.write(message)  # stderr may be lost when the launcher kills the job
+        sys.stderr.write(message)
         sys.stderr.flush()
+        time.sleep(0.5)  # let the launcher forward stderr before MPI_Abort tears everything down
         self.world.Abort(EXIT_FAILED)
 
     # ----------------------------------------------------------------------------- checkpoints
