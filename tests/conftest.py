@@ -45,3 +45,15 @@ def write_campaign(path: Path, data: dict) -> Path:
 @pytest.fixture
 def smoke_config() -> dict:
     return yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
+
+
+def run_mpi_script(tmp_path: Path, source: str, n: int = 2, *args: str):
+    """Run ``source`` as a script on ``n`` ranks; return the JSON its rank 0 printed last."""
+    import json
+
+    script = tmp_path / "mpi_script.py"
+    script.write_text(source)
+    out = subprocess.run([mpiexec(), "-n", str(n), sys.executable, str(script), *args], capture_output=True,
+                         text=True, timeout=180, env=env(), cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,11 +1,7 @@
 """A stop signal interrupts a long LAMMPS run on every rank at the same step (real LAMMPS, 2 ranks)."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from conftest import ROOT, env, mpiexec
+from conftest import run_mpi_script
 
 SCRIPT = r"""
 import json, os, signal, threading, time
@@ -50,12 +46,7 @@ if world.rank == 0:
 
 
 def test_signal_stops_lammps_run_on_all_ranks(tmp_path):
-    script = tmp_path / "stop.py"
-    script.write_text(SCRIPT)
-    out = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120, env=env(), cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = run_mpi_script(tmp_path, SCRIPT, 2)
     assert rows[0]["stopped"] == rows[1]["stopped"] == rows[0]["at"] == rows[1]["at"]
     assert 0 < rows[0]["stopped"] < 100_000_000 and rows[0]["stopped"] % 10 == 0
     assert all(r["s"] < 30 for r in rows)  # 1e8 steps would take hours

@@ -1,16 +1,13 @@
 """Rank partitioning: pure layout arithmetic, refusals, and real sub-communicators under mpiexec."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import pytest
 
 from pbahpc.config import ConfigError, load
 from pbahpc.driver.layout import plan
 
-from conftest import ROOT, env, mpiexec, write_campaign
+from conftest import run_mpi_script, write_campaign
 
 
 def _cfg(tmp_path, layout, temps=(300.0,), mus=(0.0,)):
@@ -72,12 +69,7 @@ def test_split_real_mpi(tmp_path):
         "campaign": {"name": "t"},
         "layout": {"replicas": {"ranks_each": 2}, "trainer": {"ranks": 1, "shared": True}, "oracle": {"ranks": 1}},
         "replicas": {"temperatures_K": [300.0], "mu_eV": [0.0]}})
-    script = tmp_path / "split.py"
-    script.write_text(SPLIT_SCRIPT)
-    out = subprocess.run([mpiexec(), "-n", "4", sys.executable, str(script), str(path)], capture_output=True,
-                         text=True, timeout=120, env=env(), cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = run_mpi_script(tmp_path, SPLIT_SCRIPT, 4, str(path))
     # replica-0 = ranks 0,1; trainer shared on rank 0; oracle = rank 2; rank 3 idle
     assert rows[0] == {"replica-0": [2, 0, 1], "trainer": [1, 0, 0]}
     assert rows[1] == {"replica-0": [2, 1, 1]}

