@@ -1,4 +1,5 @@
-// LAMMPS plugin entry point registering pair_style mtp (loaded with `plugin load mtpplugin.so`).
+// LAMMPS plugin entry point registering pair_style mtp and compute mtp/grade (loaded with
+// `plugin load mtpplugin.so`).
 //
 // LAMMPS's plugin loader dlopen()s the file, calls lammpsplugin_init(lmp, handle, regfunc) and expects
 // regfunc(&descriptor, lmp) with a descriptor laid out as its `lammpsplugin_t` (src/PLUGIN/lammpsplugin.h,
@@ -36,6 +37,11 @@ LAMMPS_NS::Pair *create_pair_mtp(LAMMPS_NS::LAMMPS *lmp)
   return new pbahpc::PairMTP(lmp);
 }
 
+LAMMPS_NS::Compute *create_compute_mtp_grade(LAMMPS_NS::LAMMPS *lmp, int narg, char **arg)
+{
+  return new pbahpc::ComputeMTPGrade(lmp, narg, arg);
+}
+
 }  // namespace
 
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
@@ -48,5 +54,11 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.author = "pbahpc";
   plugin.creator.v1 = reinterpret_cast<factory1_t *>(&create_pair_mtp);
   plugin.handle = handle;
+  reinterpret_cast<register_fn>(regfunc)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "mtp/grade";
+  plugin.info = "per-atom MaxVol extrapolation grade of pair_style mtp, pbahpc";
+  plugin.creator.v2 = reinterpret_cast<factory2_t *>(&create_compute_mtp_grade);
   reinterpret_cast<register_fn>(regfunc)(&plugin, lmp);
 }

@@ -6,6 +6,20 @@
 // E_i = species_coeffs[t_i] + sum_k moment_coeffs[k] M[mapping[k]]. Forces: dE_i/dM for every moment by
 // running the program backwards, then the chain rule to each neighbour's displacement, applied to i and
 // to j (ghosts included: newton on, LAMMPS reverse-communicates ghost forces).
+//
+// Energy reference and fix gcmc (mlip.md §4.3). With many-body styles fix gcmc evaluates a deletion trial by
+// moving the atom into an exclusion group: it stays a local atom in list->inum, only with no neighbours and
+// seen by nobody. Every basis function is a product of moments that are sums over neighbours, so with no
+// neighbours all B_k are 0 and the atom keeps E = species_coeffs[t]: the "deleted" state is then
+// species_coeffs[t] above the state without the atom, dE(delete) != -dE(insert), and detailed balance fails.
+// `isolated zero` subtracts the isolated-atom energy E_iso(t) = species_coeffs[t] + sum_k xi_k B_k(empty) =
+// species_coeffs[t] from every site: an excluded atom contributes exactly 0, insertion and deletion mirror
+// each other, and fix gcmc's mu is the chemical potential relative to the isolated atom of the MTP. The
+// shift is smooth (a constant per atom) and changes no force; the default keeps MLIP's absolute energies.
+//
+// Grades (mlip.md §1.7, neighbourhood mode, linear part only): the row of atom i is b_i = dE_i/d moment_coeffs
+// = (B_1(i) .. B_m(i)), free here since the moments are evaluated anyway; with A the m x m active set of
+// rows of atom i's species, gamma_i = max_j |(b_i A^-1)_j|. An atom with no neighbours has b = 0, gamma = 0.
 #include "pair_mtp.h"
 
 #include "atom.h"
@@ -15,6 +29,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "update.h"
 
 #include <algorithm>
 #include <cmath>
@@ -188,10 +203,85 @@ void PairMTP::allocate()
 void PairMTP::settings(int narg, char **arg)
 {
   species_names.clear();
-  if (narg == 0) return;
-  if (std::strcmp(arg[0], "species") != 0 || narg < 2)
-    error->all(FLERR, "Illegal pair_style mtp command: expected 'pair_style mtp [species E0 E1 ...]'");
-  species_names.assign(arg + 1, arg + narg);
+  isolated_zero = false;
+  active_set_file.clear();
+  auto keyword = [](const std::string &w) { return w == "species" || w == "isolated" || w == "active_set"; };
+  const char *usage = "Illegal pair_style mtp command: expected 'pair_style mtp [species E0 E1 ...] "
+                      "[isolated species|zero] [active_set FILE]'";
+  for (int iarg = 0; iarg < narg;) {
+    const std::string word = arg[iarg++];
+    if (word == "species") {
+      while (iarg < narg && !keyword(arg[iarg])) species_names.emplace_back(arg[iarg++]);
+      if (species_names.empty()) error->all(FLERR, usage);
+    } else if (word == "isolated" && iarg < narg && std::strcmp(arg[iarg], "zero") == 0) {
+      isolated_zero = true;
+      iarg++;
+    } else if (word == "isolated" && iarg < narg && std::strcmp(arg[iarg], "species") == 0) {
+      iarg++;
+    } else if (word == "active_set" && iarg < narg) {
+      active_set_file = arg[iarg++];
+    } else {
+      error->all(FLERR, usage);
+    }
+  }
+}
+
+// The pbahpc active-set text format (pbahpc/mlip/active_set.py): "pbahpc-active-set 1", "basis_size m",
+// "species_count S", then per species s in order "species s", "rows" and m*m numbers (A, row-major),
+// "inverse" and m*m numbers (A^-1, row-major). Only A^-1 is needed here.
+void PairMTP::read_active_set()
+{
+  active_inverse.clear();
+  if (active_set_file.empty()) return;
+  std::string text;
+  long length = -1;
+  if (comm->me == 0) {
+    std::ifstream file(active_set_file, std::ios::binary);
+    if (file) {
+      std::ostringstream buffer;
+      buffer << file.rdbuf();
+      text = buffer.str();
+      length = static_cast<long>(text.size());
+    }
+  }
+  MPI_Bcast(&length, 1, MPI_LONG, 0, world);
+  if (length < 0) error->all(FLERR, "Cannot open MTP active set file {}", active_set_file);
+  text.resize(length);
+  if (length) MPI_Bcast(&text[0], static_cast<int>(length), MPI_CHAR, 0, world);
+  std::istringstream in(text);
+  const int m = static_cast<int>(model.mapping.size()), S = model.species_count;
+  auto expect = [&](const std::string &word) {
+    std::string got;
+    if (!(in >> got) || got != word)
+      error->all(FLERR, "MTP active set file {}: expected '{}', found '{}'", active_set_file, word, got);
+  };
+  auto integer = [&]() {
+    long v = -1;
+    if (!(in >> v)) error->all(FLERR, "MTP active set file {}: expected an integer", active_set_file);
+    return v;
+  };
+  expect("pbahpc-active-set");
+  if (integer() != 1) error->all(FLERR, "MTP active set file {}: unknown version", active_set_file);
+  expect("basis_size");
+  const long file_m = integer();
+  expect("species_count");
+  const long file_s = integer();
+  if (file_m != m || file_s != S)
+    error->all(FLERR, "MTP active set file {} is for {} basis functions and {} species, the potential has {} "
+               "and {}", active_set_file, file_m, file_s, m, S);
+  active_inverse.resize(static_cast<size_t>(S) * m * m);
+  std::vector<double> skip(static_cast<size_t>(m) * m);
+  for (int s = 0; s < S; s++) {
+    expect("species");
+    if (integer() != s) error->all(FLERR, "MTP active set file {}: species out of order", active_set_file);
+    for (const char *block : {"rows", "inverse"}) {
+      expect(block);
+      double *out = block[0] == 'i' ? &active_inverse[static_cast<size_t>(s) * m * m] : skip.data();
+      for (size_t k = 0; k < skip.size(); k++)
+        if (!(in >> out[k])) error->all(FLERR, "MTP active set file {}: too few numbers", active_set_file);
+    }
+  }
+  grade_row.resize(m);
 }
 
 void PairMTP::coeff(int narg, char **arg)
@@ -247,6 +337,7 @@ void PairMTP::coeff(int narg, char **arg)
   for (int i = 1; i <= ntypes; i++)
     for (int j = 1; j <= ntypes; j++) setflag[i][j] = type_species[i] >= 0 && type_species[j] >= 0;
 
+  read_active_set();
   const size_t moments = model.moments_count;
   moment.resize(moments);
   moment_grad.resize(moments);
@@ -379,9 +470,31 @@ double PairMTP::site(int si, int count)
   return energy;
 }
 
+// gamma = max_j |(b A^-1)_j| for the moments site() left in `moment` (count > 0) or b = 0 (count == 0)
+double PairMTP::site_grade(int si, int count)
+{
+  if (count == 0) return 0.0;
+  const int m = static_cast<int>(model.mapping.size());
+  const double *inverse = &active_inverse[static_cast<size_t>(si) * m * m];
+  std::fill(grade_row.begin(), grade_row.end(), 0.0);
+  for (int k = 0; k < m; k++) {
+    const double b = moment[model.mapping[k]];
+    const double *row = inverse + static_cast<size_t>(k) * m;
+    for (int j = 0; j < m; j++) grade_row[j] += b * row[j];
+  }
+  double gamma = 0.0;
+  for (double c : grade_row) gamma = std::max(gamma, std::fabs(c));
+  return gamma;
+}
+
 void PairMTP::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  const bool grading = has_active_set();
+  if (grading) {
+    grade.assign(atom->nlocal, 0.0);
+    grade_step = update->ntimestep;
+  }
   double **x = atom->x, **f = atom->f;
   const int *type = atom->type;
   const int nlocal = atom->nlocal, newton_pair = force->newton_pair;
@@ -414,7 +527,8 @@ void PairMTP::compute(int eflag, int vflag)
       nb_u[3 * count + 2] = dz / r;
       count++;
     }
-    const double energy = site(si, count);
+    const double energy = site(si, count) - (isolated_zero ? model.species_coeffs[si] : 0.0);
+    if (grading) grade[i] = site_grade(si, count);
     if (eflag_global) eng_vdwl += energy;
     if (eflag_atom) eatom[i] += energy;
     for (int n = 0; n < count; n++) {
@@ -435,4 +549,47 @@ void PairMTP::compute(int eflag, int vflag)
     }
   }
   if (vflag_fdotr) virial_fdotr_compute();
+}
+
+ComputeMTPGrade::ComputeMTPGrade(LAMMPS *lmp, int narg, char **arg) : Compute(lmp, narg, arg)
+{
+  if (narg != 3) error->all(FLERR, "Illegal compute mtp/grade command: expected 'compute ID group mtp/grade'");
+  peratom_flag = 1;
+  size_peratom_cols = 0;
+}
+
+ComputeMTPGrade::~ComputeMTPGrade()
+{
+  memory->destroy(values);
+}
+
+void ComputeMTPGrade::init()
+{
+  pair = dynamic_cast<PairMTP *>(force->pair_match("mtp", 1));
+  if (pair == nullptr) error->all(FLERR, "compute mtp/grade requires pair_style mtp");
+  if (!pair->has_active_set()) error->all(FLERR, "compute mtp/grade requires pair_style mtp ... active_set FILE");
+}
+
+void ComputeMTPGrade::compute_peratom()
+{
+  invoked_peratom = update->ntimestep;
+  if (atom->nmax > nmax) {
+    memory->destroy(values);
+    nmax = atom->nmax;
+    memory->create(values, nmax, "mtp/grade:values");
+    vector_atom = values;
+  }
+  bigint step = -1;
+  const std::vector<double> &grade = pair->grades(step);
+  // the grades belong to the local atoms of the last pair evaluation; only at this timestep is that the
+  // current atom order
+  if (step != update->ntimestep || static_cast<int>(grade.size()) != atom->nlocal)
+    error->all(FLERR, "compute mtp/grade: pair mtp has no grades for step {} (last evaluated at step {})",
+               update->ntimestep, step);
+  for (int i = 0; i < atom->nlocal; i++) values[i] = (atom->mask[i] & groupbit) ? grade[i] : 0.0;
+}
+
+double ComputeMTPGrade::memory_usage()
+{
+  return static_cast<double>(nmax) * sizeof(double);
 }
