@@ -20,17 +20,9 @@ from pbahpc.oracle.teacher import TeacherCalculator  # noqa: E402
 
 from conftest import env, mpiexec  # noqa: E402
 
+from mpi4py import MPI  # noqa: E402
+
 SPECIES = ("Na", "Mn", "Fe", "C", "N")
-
-
-class Serial:
-    """A one-rank communicator (the trainer only asks for rank and size when there is one rank)."""
-
-    def Get_rank(self) -> int:  # noqa: N802
-        return 0
-
-    def Get_size(self) -> int:  # noqa: N802
-        return 1
 
 
 def labelled(calc_factory, count: int, seed: int, rattle: float = 0.05, random_species: bool = False):
@@ -70,7 +62,7 @@ def test_linear_solve_recovers_random_coefficients():
     configs = labelled(lambda: MTP(theirs, engine="cext"), 12, seed=4, random_species=True)
     start = template(8)
     start.radial_coeffs = truth.radial_coeffs.copy()
-    pot, errors = train(configs, start, SPECIES, Serial(), radial_steps=0, ridge=1e-14)
+    pot, errors = train(configs, start, SPECIES, MPI.COMM_SELF, radial_steps=0, ridge=1e-14)
     np.testing.assert_array_equal(pot.radial_coeffs, truth.radial_coeffs)
     np.testing.assert_allclose(pot.moment_coeffs, truth.moment_coeffs, rtol=0, atol=1e-8)
     np.testing.assert_allclose(pot.species_coeffs, truth.species_coeffs, rtol=0, atol=1e-8)
@@ -84,7 +76,7 @@ def teacher_sets():
 
 def test_fit_beats_baseline_on_held_out_cells(teacher_sets):
     train_set, test_set = teacher_sets
-    pot, errors = train(train_set, template(6), SPECIES, Serial(), seed=0, max_iter=3, radial_steps=10)
+    pot, errors = train(train_set, template(6), SPECIES, MPI.COMM_SELF, seed=0, max_iter=3, radial_steps=10)
     held_out = rmse(pot, SPECIES, test_set)
     e = np.array([labels(a)[0] / len(a) for a in test_set])
     f = np.concatenate([labels(a)[1].ravel() for a in test_set])
@@ -93,7 +85,7 @@ def test_fit_beats_baseline_on_held_out_cells(teacher_sets):
     assert held_out["energy"] < 0.02 and held_out["energy"] < 0.3 * baseline_e
     assert held_out["forces"] < 0.5 * baseline_f
     # the loss went down from the first linear fit at the random radial start
-    _, linear_only = train(train_set, template(6), SPECIES, Serial(), seed=0, radial_steps=0)
+    _, linear_only = train(train_set, template(6), SPECIES, MPI.COMM_SELF, seed=0, radial_steps=0)
     assert errors["loss"] < 0.7 * linear_only["loss"]
 
 

@@ -21,15 +21,9 @@ from pbahpc.mlip.templates import build_template
 from pbahpc.mlip.train import _from_motep, initial, loss, rmse, to_motep, train
 from pbahpc.oracle.teacher import TeacherCalculator
 
+from mpi4py import MPI  # noqa: E402
+
 SPECIES = ("Na", "Mn", "Fe", "C", "N")
-
-
-class Serial:
-    def Get_rank(self) -> int:  # noqa: N802
-        return 0
-
-    def Get_size(self) -> int:  # noqa: N802
-        return 1
 
 
 def cells(count: int, seed: int):
@@ -64,7 +58,7 @@ def main() -> None:
           f"{sum(len(a) for a in data) / len(data):.0f} atoms")
 
     t = time.perf_counter()
-    ours, errors = train(data, start, SPECIES, Serial(), seed=args.seed, max_iter=args.iter,
+    ours, errors = train(data, start, SPECIES, MPI.COMM_SELF, seed=args.seed, max_iter=args.iter,
                          radial_steps=args.radial_steps)
     t_ours = time.perf_counter() - t
     loss_ours = loss(ours, SPECIES, data)

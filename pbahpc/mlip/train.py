@@ -253,18 +253,15 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
 def loss(mtp: MTPData, species: tuple[str, ...], configs: list[Atoms], comm=None, *,
          weights: tuple[float, float, float] = DEFAULT_WEIGHTS, engine: str = "cext") -> float:
     """The training loss of a potential on ``configs`` (see the module docstring)."""
-    problem = _Problem(configs, to_motep(mtp, species), tuple(species), comm or _Serial(), weights, engine)
+    problem = _Problem(configs, to_motep(mtp, species), tuple(species), comm or _self_comm(), weights, engine)
     return problem.evaluate(gradient=False)[3]
 
 
-class _Serial:
-    """A one-rank communicator, for serial use without MPI."""
+def _self_comm():
+    """MPI.COMM_SELF: what serial callers (comm=None) get."""
+    from mpi4py import MPI
 
-    def Get_rank(self) -> int:  # noqa: N802 (mpi4py's names)
-        return 0
-
-    def Get_size(self) -> int:  # noqa: N802
-        return 1
+    return MPI.COMM_SELF
 
 
 def rmse(mtp: MTPData, species: tuple[str, ...], configs: list[Atoms], comm=None, *,
@@ -274,7 +271,7 @@ def rmse(mtp: MTPData, species: tuple[str, ...], configs: list[Atoms], comm=None
     configurations with a stress label only). ``comm`` (optional) splits the configurations over ranks."""
     from motep.calculator import MTP
 
-    comm = comm or _Serial()
+    comm = comm or _self_comm()
     theirs = to_motep(mtp, tuple(species))
     sums = np.zeros(6)  # squared errors and counts of energy, forces, stress
     for atoms in configs[comm.Get_rank()::comm.Get_size()]:
