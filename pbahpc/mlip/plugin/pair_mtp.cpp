@@ -229,14 +229,16 @@ void PairMTP::settings(int narg, char **arg)
 // The pbahpc active-set text format (pbahpc/mlip/active_set.py): "pbahpc-active-set 1", "basis_size m",
 // "species_count S", then per species s in order "species s", "rows" and m*m numbers (A, row-major),
 // "inverse" and m*m numbers (A^-1, row-major). Only A^-1 is needed here.
-void PairMTP::read_active_set()
+/* ----------------------------------------------------------------------
+   the whole file, read on rank 0 and broadcast: every rank parses the same bytes
+------------------------------------------------------------------------- */
+
+std::string PairMTP::read_everywhere(const std::string &path, const char *what)
 {
-  active_inverse.clear();
-  if (active_set_file.empty()) return;
   std::string text;
   long length = -1;
   if (comm->me == 0) {
-    std::ifstream file(active_set_file, std::ios::binary);
+    std::ifstream file(path, std::ios::binary);
     if (file) {
       std::ostringstream buffer;
       buffer << file.rdbuf();
@@ -245,9 +247,17 @@ void PairMTP::read_active_set()
     }
   }
   MPI_Bcast(&length, 1, MPI_LONG, 0, world);
-  if (length < 0) error->all(FLERR, "Cannot open MTP active set file {}", active_set_file);
+  if (length < 0) error->all(FLERR, "Cannot open MTP {} file {}", what, path);
   text.resize(length);
   if (length) MPI_Bcast(&text[0], static_cast<int>(length), MPI_CHAR, 0, world);
+  return text;
+}
+
+void PairMTP::read_active_set()
+{
+  active_inverse.clear();
+  if (active_set_file.empty()) return;
+  const std::string text = read_everywhere(active_set_file, "active set");
   std::istringstream in(text);
   const int m = static_cast<int>(model.mapping.size()), S = model.species_count;
   auto expect = [&](const std::string &word) {
@@ -295,21 +305,7 @@ void PairMTP::coeff(int narg, char **arg)
   if (!allocated) allocate();
 
   // read on one rank, parse everywhere: identical models, and errors raised on all ranks together
-  std::string text;
-  long length = -1;
-  if (comm->me == 0) {
-    std::ifstream file(arg[2], std::ios::binary);
-    if (file) {
-      std::ostringstream buffer;
-      buffer << file.rdbuf();
-      text = buffer.str();
-      length = static_cast<long>(text.size());
-    }
-  }
-  MPI_Bcast(&length, 1, MPI_LONG, 0, world);
-  if (length < 0) error->all(FLERR, "Cannot open MTP potential file {}", arg[2]);
-  text.resize(length);
-  MPI_Bcast(&text[0], static_cast<int>(length), MPI_CHAR, 0, world);
+  const std::string text = read_everywhere(arg[2], "potential");
   try {
     model = MTPModel::parse(text);
   } catch (std::exception &e) {

@@ -83,6 +83,7 @@ class PairMTP : public LAMMPS_NS::Pair {
   void allocate();
   double site(int species, int count);
   void read_active_set();
+  std::string read_everywhere(const std::string &path, const char *what);
   double site_grade(int species, int count);
 };
 
