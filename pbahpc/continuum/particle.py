@@ -94,6 +94,18 @@ class Mesh:
         f = self.faces_m
         return 4.0 / 3.0 * np.pi * np.diff(f**3) if self.geometry == "sphere" else np.diff(f)
 
+    def laplacian(self) -> Array:
+        """Dense tridiagonal (1/V) sum_f A_f (c_nb - c)/h with dc/dr = 0 at both ends (N is small)."""
+        n, A, V, h = self.cells, self.areas_m2, self.volumes_m3, self.dr_m
+        L = np.zeros((n, n))
+        for f in range(1, n):
+            w = A[f] / h
+            L[f - 1, f - 1] -= w
+            L[f - 1, f] += w
+            L[f, f] -= w
+            L[f, f - 1] += w
+        return L / V[:, None]
+
 
 class CahnHilliardParticle:
     """Split Cahn-Hilliard particle; unknowns interleaved u = [c0, mu0, c1, mu1, ...]."""
@@ -109,7 +121,7 @@ class CahnHilliardParticle:
         self.surface_flux_mol_m2_s = 0.0
         n = mesh.cells
         self._A, self._V, self._h = mesh.areas_m2, mesh.volumes_m3, mesh.dr_m
-        self._lap = self._laplacian_matrix()
+        self._lap = mesh.laplacian()
         self.u = PETSc.Vec().createSeq(2 * n, comm=PETSc.COMM_SELF)
         self._J = PETSc.Mat().createAIJ([2 * n, 2 * n], nnz=6, comm=PETSc.COMM_SELF)
         self._J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
@@ -132,18 +144,6 @@ class CahnHilliardParticle:
         self._dt0_s = dt0_s
         ts.setFromOptions()
         self.load_state(np.asarray(c0_mol_m3, dtype=float), 0.0)
-
-    def _laplacian_matrix(self) -> Array:
-        """Dense tridiagonal (1/V) sum_f A_f (c_nb - c)/h with dc/dr = 0 at both ends (N is small)."""
-        n, A, V, h = self.mesh.cells, self._A, self._V, self._h
-        L = np.zeros((n, n))
-        for f in range(1, n):
-            w = A[f] / h
-            L[f - 1, f - 1] -= w
-            L[f - 1, f] += w
-            L[f, f] -= w
-            L[f, f - 1] += w
-        return L / V[:, None]
 
     def chemical_potential(self, c: Array) -> Array:
         """mu = mu_hom(c) - k lap c (J/mol)."""

@@ -1,0 +1,516 @@
+"""Pseudo-2D (Doyle-Fuller-Newman) cell with Cahn-Hilliard or Fickian particles on PETSc TS.
+
+Along x (0 at the anode current collector, L at the cathode's): anode | separator | cathode in
+cell-centred finite volumes. Every x-cell ("node") carries the same block of unknowns
+
+    [c_e, phi_e, phi_s, j, c_0, mu_0, c_1, mu_1, ...]
+
+c_e electrolyte concentration (mol/m^3), phi_e / phi_s electrolyte / solid potential (V), j the
+interfacial current density (A/m^2, > 0 takes the ion out of the particle), and the representative
+particle's radial finite volumes (c in mol/m^3; mu in J/mol for Cahn-Hilliard, or mu = c for Fickian,
+see particle.py). Separator nodes and unused particle slots carry identity rows. Equations per node:
+
+    eps dc_e/dt + div N_e - (1 - t+) a j / F = 0,      N_e = -D_eff grad c_e
+    div i_e - a j = 0,     i_e = -kappa_eff grad phi_e + kappa_eff (2RT/F)(1 - t+) TF grad ln c_e
+    div i_s + a j = 0,     i_s = -sigma_eff grad phi_s
+    j = j0(c_e) [exp(alpha F eta / RT) - exp(-(1 - alpha) F eta / RT)],  eta = phi_s - phi_e - U   (Eq. 29)
+    particle: dc/dt = div(M grad mu) with inward surface flux -j/F, mu = mu_hom(c) - k lap c
+
+with U = -mu_surf / F for Cahn-Hilliard (Eq. 30: the overpotential sees the full variational chemical
+potential) and U = OCV(c_surf) for Fickian particles; the surface value is extrapolated from the last
+cell with the flux condition. Collectors: phi_s = 0 at x = 0; at x = L either i_s = I (current and rest
+steps) or phi_s = V (voltage steps); no electrolyte flux through either. Faces between cells use the
+series (harmonic) mean of the two cells' effective properties.
+
+Every equation is in flux form, so the moles of ion in particles plus electrolyte change only by what
+the collectors pass; the IFunction is M udot + R(u) with a constant diagonal M.
+
+Parallel: the nodes are distributed by a 1-D DMDA over the communicator passed in (one ghost node);
+the residual of the owned nodes needs only the ghosted local vector. The Jacobian dR/du is built by
+finite differences with a fixed 19-colour colouring of the known block pattern (each rank differences
+its own rows, perturbing ghost columns too, so no extra communication), plus shift * M.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, SolverSettings,
+                    Step)
+from .particle import Mesh, petsc
+
+Array = np.ndarray
+CE, PE, PS, JJ = 0, 1, 2, 3
+NE = 4  # electrolyte/solid/interface unknowns per node
+ANODE, SEPARATOR, CATHODE = 0, 1, 2
+_PARTICLE_COLOURS = 7  # particle rows reach 3 slots either side in the interleaved (c, mu) order
+_FIELDS = ("anode_x", "cathode_x", "c_e_mol_m3", "phi_e_V")
+
+
+def one_c_current_density(cell: Cell) -> float:
+    """1C in A/m^2: the stated capacity per area, else the cathode's charge over its x window in 1 h."""
+    if cell.capacity_Ah is not None:
+        return cell.capacity_Ah / cell.area_m2
+    e = cell.cathode
+    x0, x1 = cell.x_window
+    return FARADAY_C_MOL * e.thickness_m * e.active_fraction * e.formula_units_mol_m3 * (x1 - x0) / 3600.0
+
+
+@dataclass
+class _Region:
+    """One electrode's constant data: nodes [start, stop), radial mesh and particle law."""
+
+    electrode: Electrode
+    start: int
+    stop: int
+    mesh: Mesh
+    lap: Array
+    ch: bool
+
+    def __post_init__(self):  # the mesh's arrays, computed once (the residual runs ~20x per Jacobian)
+        self.A, self.V, self.h = self.mesh.areas_m2, self.mesh.volumes_m3, self.mesh.dr_m
+
+
+class P2DCell:
+    """The DFN cell on `comm`; run(steps) integrates a protocol and records voltage and fields."""
+
+    def __init__(self, cell: Cell, settings: SolverSettings, comm):
+        self.cell, self.settings, self.comm = cell, settings, comm
+        self.PETSc = PETSc = petsc(comm, settings.petsc_options)
+        self.T = cell.temperature_K
+        self.f = FARADAY_C_MOL / (R_GAS_J_MOL_K * self.T)
+        self.i1c = one_c_current_density(cell)
+        self._build_grid()
+        self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm)
+        (self.xs, self.xe), = da.getRanges()
+        (self.gs, self.ge), = da.getGhostRanges()
+        self.u = da.createGlobalVec()
+        self._uloc = da.createLocalVec()
+        self._scales()
+        self._pattern()
+        nloc = (self.xe - self.xs) * self.dof
+        self.J = PETSc.Mat().createAIJ([[nloc, None], [nloc, None]], comm=comm)
+        self.J.setPreallocationCSR((self._indptr, self._cols))
+        self.J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+        self.mode, self.current_A_m2, self.voltage_V = "current", 0.0, 0.0
+        self.should_stop = None
+        """Optional collective callable checked every stop_check_steps accepted steps."""
+        self.stop_check_steps, self._steps_since_check = 10, 0
+        self._make_ts()
+        self.set_initial_state()
+
+    # ---- grid and constant data -------------------------------------------------------------
+    def _build_grid(self) -> None:
+        c = self.cell
+        parts = [(c.anode, c.anode.cells_x), (c.separator, c.separator.cells_x), (c.cathode, c.cathode.cells_x)]
+        self.n_nodes = sum(n for _, n in parts)
+        self.region = np.repeat([ANODE, SEPARATOR, CATHODE], [n for _, n in parts])
+        self.dx = np.concatenate([np.full(n, p.thickness_m / n) for p, n in parts])
+        self.eps = np.concatenate([np.full(n, p.porosity) for p, n in parts])
+        self.tort = np.concatenate([np.full(n, p.porosity ** p.bruggeman) for p, n in parts])
+        self.area = np.zeros(self.n_nodes)
+        self.sigma = np.zeros(self.n_nodes)
+        self.regions: list[_Region] = []
+        start = 0
+        for kind, (p, n) in zip((ANODE, SEPARATOR, CATHODE), parts):
+            if kind != SEPARATOR:
+                mesh = Mesh(p.particle_radius_m, p.cells_r, "sphere")
+                self.regions.append(_Region(p, start, start + n, mesh, mesh.laplacian(),
+                                            isinstance(p.particle, CahnHilliardParticle)))
+                self.area[start:start + n] = p.specific_area_m
+                self.sigma[start:start + n] = p.solid_conductivity_eff_S_m
+            start += n
+        self.n_r = max(r.mesh.cells for r in self.regions)
+        self.dof = NE + 2 * self.n_r
+        faces = np.concatenate([[0.0], np.cumsum(self.dx)])
+        self.x_centres_m = 0.5 * (faces[1:] + faces[:-1])
+
+    def _scales(self) -> None:
+        """Typical magnitudes per unknown (finite-difference steps, tolerances) and per row (scaling)."""
+        n, dof = self.n_nodes, self.dof
+        typ = np.ones((n, dof))
+        row = np.ones((n, dof))
+        ce0 = self.cell.electrolyte.initial_mol_m3
+        typ[:, CE], row[:, CE] = ce0, 1.0 / ce0
+        row[:, PE] = row[:, PS] = 1.0 / self.i1c
+        rt = R_GAS_J_MOL_K * self.T
+        self._mass = np.zeros((n, dof))
+        self._mass[:, CE] = self.eps / ce0
+        self._atol = np.full((n, dof), 1e300)
+        self._rtol = np.zeros((n, dof))
+        self._atol[:, CE] = self.settings.atol_fraction * ce0
+        self._rtol[:, CE] = self.settings.rtol
+        for r in self.regions:
+            s, e, fu, k = slice(r.start, r.stop), r.electrode, r.electrode.formula_units_mol_m3, r.mesh.cells
+            j0 = float(np.asarray(e.exchange_current_A_m2(np.array([ce0])))[0])
+            typ[s, JJ], row[s, JJ] = j0, 1.0 / j0
+            ic, im = NE + 2 * np.arange(k), NE + 2 * np.arange(k) + 1
+            typ[s, ic], row[s, ic] = fu, 1.0 / fu
+            typ[s, im], row[s, im] = (rt, 1.0 / rt) if r.ch else (fu, 1.0 / fu)
+            self._mass[s, ic] = 1.0 / fu
+            self._atol[s, ic] = self.settings.atol_fraction * fu
+            self._rtol[s, ic] = self.settings.rtol
+        self._typ, self._row = typ, row
+
+    def _pattern(self) -> None:
+        """CSR pattern of the owned rows (global columns) and each entry's colour."""
+        dof, nr2 = self.dof, 2 * self.n_r
+        last = {}
+        for r in self.regions:
+            k = r.mesh.cells
+            for n in range(r.start, r.stop):
+                last[n] = (NE + 2 * (k - 1), NE + 2 * (k - 1) + 1)
+        rows, cols = [], []
+        for n in range(self.xs, self.xe):
+            nb = [m for m in (n - 1, n, n + 1) if 0 <= m < self.n_nodes]
+            for v in range(NE):
+                cset = [m * dof + w for m in nb for w in range(NE)]
+                if v == JJ and n in last:
+                    cset += [n * dof + p for p in last[n]]
+                rows.append(n * dof + v)
+                cols.append(sorted(cset))
+            for p in range(nr2):
+                q = NE + p
+                cset = [n * dof + NE + pp for pp in range(max(0, p - 3), min(nr2, p + 4))]
+                if n in last and q in last[n]:
+                    cset += [n * dof + w for w in range(NE)]
+                rows.append(n * dof + q)
+                cols.append(sorted(cset))
+        self._indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(self.PETSc.IntType)
+        self._cols = np.concatenate(cols).astype(self.PETSc.IntType)
+        self._rows = np.repeat(np.arange(len(cols)), [len(c) for c in cols])  # owned-local row index
+        node, slot = self._cols // dof, self._cols % dof
+        self._colour = np.where(slot < NE, NE * (node % 3) + slot, 3 * NE + (slot - NE) % _PARTICLE_COLOURS)
+        self.n_colours = 3 * NE + _PARTICLE_COLOURS
+        # The same columns in the ghosted local array (offset by the ghost start).
+        self._cols_local = self._cols - self.gs * dof
+        g_node = np.arange(self.gs, self.ge)[:, None]
+        g_slot = np.arange(dof)[None, :]
+        self._colour_local = np.where(g_slot < NE, NE * (g_node % 3) + g_slot,
+                                      3 * NE + (g_slot - NE) % _PARTICLE_COLOURS)
+
+    # ---- residual ---------------------------------------------------------------------------
+    def residual(self, ug: Array) -> Array:
+        """R(u) of the owned nodes (shape (owned, dof)) from the ghosted local block array ug."""
+        el = self.cell.electrolyte
+        gs, ge, xs, xe = self.gs, self.ge, self.xs, self.xe
+        o = slice(xs - gs, xe - gs)  # owned rows within the ghosted range
+        ce, pe, ps = ug[:, CE], ug[:, PE], ug[:, PS]
+        gidx = np.arange(gs, ge)
+        dx, tort, sig = self.dx[gidx], self.tort[gidx], self.sigma[gidx]
+        ce_pos = np.maximum(ce, 1e-12 * el.initial_mol_m3)
+        De, kap = el.diffusivity_m2_s(ce_pos) * tort, el.conductivity_S_m(ce_pos) * tort
+        # Faces between consecutive ghosted nodes; index k is the face between local k and k+1.
+        half = 0.5 * dx
+        dist = half[1:] + half[:-1]
+
+        def series(p):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = dist / (half[1:] / p[1:] + half[:-1] / p[:-1])
+            return np.where((p[1:] > 0) & (p[:-1] > 0), out, 0.0)
+
+        tf = el.thermodynamic_factor(0.5 * (ce_pos[1:] + ce_pos[:-1]))
+        two_rt_f = 2.0 * (1.0 - el.transference_number) / self.f
+        kf = series(kap)
+        Ne = -series(De) * np.diff(ce) / dist
+        ie = -kf * np.diff(pe) / dist + kf * two_rt_f * tf * np.diff(np.log(ce_pos)) / dist
+        is_ = -series(sig) * np.diff(ps) / dist
+        m = ge - gs
+        # Face arrays padded to m + 1: entry k is the left face of local node k.
+        Nf, If, Sf = (np.concatenate([[0.0], a, [0.0]]) for a in (Ne, ie, is_))
+        if gs == 0:  # anode collector: phi_s = 0 half a cell away
+            Sf[0] = -sig[0] * ps[0] / half[0]
+        if ge == self.n_nodes:  # cathode collector
+            if self.mode == "voltage":
+                Sf[m] = -sig[-1] * (self.voltage_V - ps[-1]) / half[-1]
+            else:
+                Sf[m] = self.current_A_m2
+        R = np.zeros((xe - xs, self.dof))
+        a, j = self.area[xs:xe], ug[o, JJ]
+        dxo = dx[o]
+        R[:, CE] = (np.diff(Nf)[o] / dxo - (1.0 - el.transference_number) * a * j / FARADAY_C_MOL)
+        R[:, PE] = np.diff(If)[o] - a * j * dxo
+        R[:, PS] = np.diff(Sf)[o] + a * j * dxo
+        sep = self.region[xs:xe] == SEPARATOR
+        R[sep, PS] = ps[o][sep]
+        R[sep, JJ] = j[sep]
+        R[sep, NE:] = ug[o][sep, NE:]
+        for r in self.regions:
+            lo, hi = max(r.start, xs), min(r.stop, xe)
+            if lo < hi:
+                self._particle_rows(r, ug[lo - gs:hi - gs], R[lo - xs:hi - xs])
+        return R * self._row[xs:xe]
+
+    def _particle_rows(self, r: _Region, u: Array, R: Array) -> None:
+        """Particle, Butler-Volmer and unused-slot rows for one electrode's nodes (in place)."""
+        e, k = r.electrode, r.mesh.cells
+        fu = e.formula_units_mol_m3
+        c, mu = u[:, NE:NE + 2 * k:2], u[:, NE + 1:NE + 2 * k:2]
+        j = u[:, JJ]
+        inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
+        A, V, h = r.A, r.V, r.h
+        law = e.particle
+        mob = law.mobility if r.ch else law.diffusivity_m2_s
+        G = np.zeros((c.shape[0], k + 1))  # outward molar flow through each radial face, mol/s
+        G[:, 1:-1] = -A[1:-1] * mob(0.5 * (c[:, 1:] + c[:, :-1]) / fu) * np.diff(mu, axis=1) / h
+        G[:, -1] = -A[-1] * inward
+        R[:, NE:NE + 2 * k:2] = np.diff(G, axis=1) / V
+        mu_surf = mu[:, -1] + 0.5 * h * inward / mob(c[:, -1] / fu)
+        if r.ch:
+            R[:, NE + 1:NE + 2 * k:2] = mu - law.mu_hom_J_mol(c / fu) + law.kappa_J_m5_mol2 * (c @ r.lap.T)
+            U = -mu_surf / FARADAY_C_MOL
+        else:
+            R[:, NE + 1:NE + 2 * k:2] = mu - c
+            U = law.ocv_V(mu_surf / fu)
+        eta = np.clip(self.f * (u[:, PS] - u[:, PE] - U), -200.0, 200.0)
+        alpha = e.transfer_coefficient
+        j0 = e.exchange_current_A_m2(np.maximum(u[:, CE], 0.0))
+        R[:, JJ] = j - j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
+        R[:, NE + 2 * k:] = u[:, NE + 2 * k:]
+
+    # ---- PETSc callbacks --------------------------------------------------------------------
+    def _local(self, X) -> Array:
+        self.da.globalToLocal(X, self._uloc)
+        return self._uloc.getArray(readonly=True).reshape(-1, self.dof)
+
+    def _ifunction(self, ts, t, X, Xdot, F):
+        ug = self._local(X)
+        udot = Xdot.getArray(readonly=True).reshape(-1, self.dof)
+        R = self.residual(ug) + self._mass[self.xs:self.xe] * udot
+        F.getArray()[:] = R.ravel()
+
+    def _ijacobian(self, ts, t, X, Xdot, shift, J, P):
+        ug = np.array(self._local(X))
+        r0 = self.residual(ug).ravel()
+        h = np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(ug), self._typ[self.gs:self.ge])
+        vals = np.empty(self._cols.size)
+        flat_h = h.ravel()
+        for colour in range(self.n_colours):
+            sel = self._colour_local == colour
+            if not sel.any():
+                continue
+            up = ug.copy()
+            up[sel] += h[sel]
+            dr = self.residual(up).ravel() - r0
+            e = self._colour == colour
+            vals[e] = dr[self._rows[e]] / flat_h[self._cols_local[e]]
+        diag = self._cols == self._rows + self.xs * self.dof
+        vals[diag] += shift * self._mass[self.xs:self.xe].ravel()[self._rows[diag]]
+        P.setValuesCSR(self._indptr, self._cols, vals)
+        P.assemble()
+        if J != P:
+            J.assemble()
+
+    def _make_ts(self) -> None:
+        PETSc, s = self.PETSc, self.settings
+        self.ts = ts = PETSc.TS().create(comm=self.comm)
+        ts.setProblemType(PETSc.TS.ProblemType.NONLINEAR)
+        ts.setType(s.ts_type)
+        if s.ts_type == "arkimex":
+            ts.setARKIMEXFullyImplicit(True)
+        ts.setIFunction(self._ifunction, self.u.duplicate())
+        ts.setIJacobian(self._ijacobian, self.J)
+        ts.setExactFinalTime(PETSc.TS.ExactFinalTime.MATCHSTEP)
+        atol, rtol = self.u.duplicate(), self.u.duplicate()
+        atol.getArray()[:] = self._atol[self.xs:self.xe].ravel()
+        rtol.getArray()[:] = self._rtol[self.xs:self.xe].ravel()
+        ts.setTolerances(rtol=rtol, atol=atol)
+        ts.setMaxSteps(10**8)
+        ts.setMaxSNESFailures(-1)
+        if math.isfinite(s.dt_max_s):
+            ts.getAdapt().setStepLimits(hmax=s.dt_max_s)
+        ksp = ts.getSNES().getKSP()
+        if self.comm.Get_size() == 1:
+            ksp.setType("preonly")
+            ksp.getPC().setType("lu")
+        else:  # no parallel direct solver in this PETSc: overlapping Schwarz with LU blocks
+            ksp.setType("gmres")
+            ksp.setTolerances(rtol=1e-12, atol=1e-30)
+            pc = ksp.getPC()
+            pc.setType("asm")
+            pc.setASMOverlap(2)
+        ts.setEventHandler([0], [True], self._indicator, None)
+        ts.setEventTolerances(tol=1e-7)
+        ts.setMonitor(self._monitor)
+        ts.setPostStep(self._poststep)
+        ts.setFromOptions()
+
+    # ---- state ------------------------------------------------------------------------------
+    def set_initial_state(self) -> None:
+        """Uniform particles at x_initial and c_e0; potentials that put both electrodes at rest."""
+        u = np.zeros((self.n_nodes, self.dof))
+        u[:, CE] = self.cell.electrolyte.initial_mol_m3
+        ocv = {}
+        for r in self.regions:
+            e, k = r.electrode, r.mesh.cells
+            c0 = np.full((1, k), e.x_initial * e.formula_units_mol_m3)
+            if r.ch:
+                mu0 = e.particle.mu_hom_J_mol(c0 / e.formula_units_mol_m3) - e.particle.kappa_J_m5_mol2 * (c0 @ r.lap.T)
+                ocv[r.start] = -float(mu0[0, -1]) / FARADAY_C_MOL
+            else:
+                mu0 = c0
+                ocv[r.start] = float(e.particle.ocv_V(np.array([e.x_initial]))[0])
+            u[r.start:r.stop, NE:NE + 2 * k:2] = c0
+            u[r.start:r.stop, NE + 1:NE + 2 * k:2] = mu0
+        a, c = self.regions
+        u[:, PE] = -ocv[a.start]
+        u[c.start:c.stop, PS] = ocv[c.start] - ocv[a.start]
+        self._set_global(u)
+        self.time_s = 0.0
+        self.start()
+
+    def _set_global(self, u: Array) -> None:
+        self.u.getArray()[:] = u[self.xs:self.xe].ravel()
+
+    def gather(self) -> Array:
+        """The whole block array (n_nodes, dof) on every rank."""
+        mine = self.u.getArray(readonly=True).reshape(-1, self.dof)
+        return np.concatenate(self.comm.allgather(np.array(mine)))
+
+    # ---- observables ------------------------------------------------------------------------
+    def _from_last(self, value: float | None) -> float:
+        return self.comm.bcast(value, root=self.comm.Get_size() - 1)
+
+    def terminal(self, X=None) -> tuple[float, float]:
+        """(cell voltage V, applied current density A/m^2 > 0 discharging) at the current state."""
+        value = None
+        if self.xe == self.n_nodes:
+            ps = (X or self.u).getArray(readonly=True).reshape(-1, self.dof)[-1, PS]
+            half = 0.5 * self.dx[-1]
+            sig = self.sigma[-1]
+            if self.mode == "voltage":
+                value = (self.voltage_V, -sig * (self.voltage_V - ps) / half)
+            else:
+                value = (ps - self.current_A_m2 * half / sig, self.current_A_m2)
+        return self._from_last(value)
+
+    def _indicator(self, ts, t, X, fvalue):
+        V, I = self.terminal(X)
+        step = self._step
+        if step.mode == "current" and step.cutoff_V is not None:
+            fvalue[0] = V - step.cutoff_V
+        elif step.mode == "voltage" and step.current_cutoff_C is not None:
+            fvalue[0] = abs(I) / self.i1c - step.current_cutoff_C
+        else:
+            fvalue[0] = 1.0
+
+    def _monitor(self, ts, k, t, X):
+        V, I = self.terminal(X)
+        self.trace.append((t, V, I, self.step_index))
+        if t >= self._next_output or k == 0:
+            self.snapshots.append((t, self.fields(X)))
+            self._next_output = t + self.settings.output_interval_s
+
+    def fields(self, X=None) -> dict:
+        """Particle concentrations per electrode as x (stoichiometry), shape (cells_x, cells_r), and c_e."""
+        mine = np.array((X or self.u).getArray(readonly=True).reshape(-1, self.dof))
+        u = np.concatenate(self.comm.allgather(mine))
+        out = {"c_e_mol_m3": u[:, CE].copy(), "phi_e_V": u[:, PE].copy()}
+        for name, r in zip(("anode", "cathode"), self.regions):
+            k = r.mesh.cells
+            out[f"{name}_x"] = u[r.start:r.stop, NE:NE + 2 * k:2] / r.electrode.formula_units_mol_m3
+        return out
+
+    def inventory_mol_m2(self) -> float:
+        """Moles of ion per m^2 of cell in particles and electrolyte (conserved up to what flows out)."""
+        u = self.gather()
+        total = float(np.sum(self.eps * self.dx * u[:, CE]))
+        for r in self.regions:
+            k, e = r.mesh.cells, r.electrode
+            per_particle = u[r.start:r.stop, NE:NE + 2 * k:2] @ r.mesh.volumes_m3
+            n_per_m3 = e.active_fraction / (4.0 / 3.0 * np.pi * e.particle_radius_m**3)
+            total += float(np.sum(per_particle * n_per_m3 * self.dx[r.start:r.stop]))
+        return total
+
+    # ---- protocol ---------------------------------------------------------------------------
+    def run_step(self, step: Step) -> str:
+        """Integrate one protocol step from the current state up to its end time (counted from
+        step_start_s); returns why it ended: 'cutoff', 'time' or 'stopped' (should_stop said so)."""
+        self._step = step
+        self.mode = "voltage" if step.mode == "voltage" else "current"
+        self.current_A_m2 = step.c_rate * self.i1c if step.mode == "current" else 0.0
+        self.voltage_V = step.voltage_V
+        ts = self.ts
+        ts.setTime(self.time_s)
+        ts.setStepNumber(0)
+        ts.setTimeStep(self.settings.dt_initial_s)
+        end = self.step_start_s + step.duration_s
+        ts.setMaxTime(end if math.isfinite(end) else 1e300)
+        ts.solve(self.u)
+        reason = ts.getConvergedReason()
+        self.time_s = ts.getTime()
+        if reason < 0:
+            raise RuntimeError(f"P2D step {step.label or step.mode}: TS diverged (reason {reason}) at "
+                               f"t = {self.time_s:.6g} s")
+        return {self.PETSc.TS.ConvergedReason.CONVERGED_EVENT: "cutoff",
+                self.PETSc.TS.ConvergedReason.CONVERGED_USER: "stopped"}.get(reason, "time")
+
+    def _poststep(self, ts) -> None:
+        self._steps_since_check += 1
+        if self.should_stop is not None and self._steps_since_check >= self.stop_check_steps:
+            self._steps_since_check = 0
+            if self.should_stop():  # collective over the cell's communicator
+                ts.setConvergedReason(self.PETSc.TS.ConvergedReason.CONVERGED_USER)
+
+    def start(self) -> None:
+        """Begin a protocol at the current state: records empty, first step next."""
+        self.trace, self.snapshots, self._next_output = [], [], self.time_s
+        self.step_index, self.step_start_s, self.ends = 0, self.time_s, []
+
+    def advance(self, steps) -> bool:
+        """Run the protocol from where it stands; False if should_stop interrupted it (resumable)."""
+        while self.step_index < len(steps):
+            why = self.run_step(steps[self.step_index])
+            if why == "stopped":
+                return False
+            self.ends.append(why)
+            self.step_index += 1
+            self.step_start_s = self.time_s
+        return True
+
+    def run(self, steps) -> list[str]:
+        """Run the whole protocol from the current state; why each step ended."""
+        self.start()
+        self.advance(steps)
+        return self.ends
+
+    def state(self) -> dict:
+        """Everything needed to continue (same on every rank; independent of the rank count)."""
+        res = self.result()
+        return {"u": self.gather(), "time_s": self.time_s, "step_index": self.step_index,
+                "step_start_s": self.step_start_s, "ends": ",".join(self.ends),
+                "next_output_s": self._next_output,
+                "trace": np.array(self.trace, dtype=float).reshape(-1, 4),
+                "snapshots": {k: res[k] for k in ("snapshot_time_s",) + _FIELDS}}
+
+    def load_state(self, s: dict) -> None:
+        """Continue from state(); the BDF history restarts (first step of order 1)."""
+        u = np.asarray(s["u"], dtype=float)
+        if u.shape != (self.n_nodes, self.dof):
+            raise ValueError(f"P2D state has shape {u.shape}, this mesh needs {(self.n_nodes, self.dof)}")
+        self._set_global(u)
+        self.time_s, self.step_index = float(s["time_s"]), int(s["step_index"])
+        self.step_start_s, self._next_output = float(s["step_start_s"]), float(s["next_output_s"])
+        self.ends = [e for e in str(s["ends"]).split(",") if e]
+        self.trace = [tuple(row) for row in np.asarray(s["trace"])]
+        snaps = s["snapshots"]
+        self.snapshots = [(float(t), {k: np.asarray(snaps[k])[i] for k in _FIELDS})
+                          for i, t in enumerate(np.asarray(snaps["snapshot_time_s"]))]
+
+    def result(self) -> dict:
+        """Recorded series as arrays: every accepted TS step (t, V, I, step, throughput) and the
+        field snapshots (times, stoichiometry maps x(x-node, r-cell) per electrode, c_e(x))."""
+        tr = np.array(self.trace, dtype=float).reshape(-1, 4)
+        t, I = tr[:, 0], tr[:, 2]
+        dq = np.concatenate([[0.0], 0.5 * (np.abs(I[1:]) + np.abs(I[:-1])) * np.diff(t)])
+        out = {"time_s": t, "voltage_V": tr[:, 1], "current_A_m2": I, "step": tr[:, 3].astype(int),
+               "throughput_Ah_m2": np.cumsum(dq) / 3600.0, "one_c_A_m2": self.i1c,
+               "x_centres_m": self.x_centres_m, "snapshot_time_s": np.array([s[0] for s in self.snapshots])}
+        for key in _FIELDS:
+            out[key] = np.array([s[1][key] for s in self.snapshots])
+        for name, r in zip(("anode", "cathode"), self.regions):
+            out[f"{name}_r_centres_m"] = r.mesh.centres_m
+            out[f"{name}_x_range_m"] = self.x_centres_m[[r.start, r.stop - 1]]
+        return out

@@ -1,0 +1,144 @@
+"""Scalar material functions (OCV(x), D(c_e), ...) from the parameter file, with their derivatives.
+
+YAML forms of a function spec (parameters.py turns a bare number into ``{constant: v}``):
+
+    {constant: v}
+    {polynomial: [a0, a1, a2, ...]}        a0 + a1 v + a2 v^2 + ...
+    {table: {x: [...], y: [...]}}          monotone cubic (PCHIP) through the points
+
+A table is extrapolated linearly with its end slopes, not held constant: a flat OCV beyond the table
+would give the solver no restoring force (and a zero derivative) when a surface stoichiometry
+overshoots the tabulated range.
+
+Every resolved function is a picklable ``Function``: ``f(v)`` and ``f.derivative(v)`` take and return
+numpy arrays of any shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+from ..config.validate import ConfigError
+
+Array = np.ndarray
+
+
+class Function:
+    """A vectorised scalar function of one variable and its derivative."""
+
+    def __call__(self, v) -> Array:
+        raise NotImplementedError
+
+    def derivative(self, v) -> Array:
+        raise NotImplementedError
+
+
+class Constant(Function):
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def __call__(self, v) -> Array:
+        return np.full(np.shape(v), self.value)
+
+    def derivative(self, v) -> Array:
+        return np.zeros(np.shape(v))
+
+
+class Polynomial(Function):
+    """a0 + a1 v + a2 v^2 + ... (coefficients in increasing order)."""
+
+    def __init__(self, coefficients):
+        self.poly = np.polynomial.Polynomial(np.asarray(coefficients, dtype=float))
+        self.slope = self.poly.deriv()
+
+    def __call__(self, v) -> Array:
+        return self.poly(np.asarray(v, dtype=float))
+
+    def derivative(self, v) -> Array:
+        return self.slope(np.asarray(v, dtype=float))
+
+
+class Table(Function):
+    """PCHIP through (x, y), x strictly increasing; linear beyond the ends with the end slopes."""
+
+    def __init__(self, x, y):
+        self.lo, self.hi = float(x[0]), float(x[-1])
+        self.interp = PchipInterpolator(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        self.slope = self.interp.derivative()
+
+    def __call__(self, v) -> Array:
+        v = np.asarray(v, dtype=float)
+        inside = np.clip(v, self.lo, self.hi)
+        return self.interp(inside) + self.slope(inside) * (v - inside)
+
+    def derivative(self, v) -> Array:
+        return self.slope(np.clip(np.asarray(v, dtype=float), self.lo, self.hi))
+
+
+class Scaled(Function):
+    """factor * f(v), e.g. a chemical potential in eV per ion -> J/mol."""
+
+    def __init__(self, f: Function, factor: float):
+        self.f, self.factor = f, float(factor)
+
+    def __call__(self, v) -> Array:
+        return self.factor * self.f(v)
+
+    def derivative(self, v) -> Array:
+        return self.factor * self.f.derivative(v)
+
+
+class PowerLaw(Function):
+    """prefactor * (v / reference)^exponent for v >= 0 (0 below), e.g. Eq. 29's j0_ref sqrt(c_e / c_ref).
+
+    The derivative is taken at max(v, 1e-12 reference) so that it stays finite at v = 0.
+    """
+
+    def __init__(self, prefactor: float, reference: float, exponent: float):
+        self.prefactor, self.reference, self.exponent = float(prefactor), float(reference), float(exponent)
+
+    def __call__(self, v) -> Array:
+        return self.prefactor * (np.maximum(np.asarray(v, dtype=float), 0.0) / self.reference) ** self.exponent
+
+    def derivative(self, v) -> Array:
+        s = np.maximum(np.asarray(v, dtype=float), 1e-12 * self.reference) / self.reference
+        return self.prefactor * self.exponent / self.reference * s ** (self.exponent - 1.0)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    x: tuple[float, ...] = field(metadata={"nonempty": True})
+    y: tuple[float, ...] = field(metadata={"nonempty": True})
+
+    def check(self, key: str) -> None:
+        if len(self.y) != len(self.x):
+            raise ConfigError(f"{key}.y", f"needs one value per x ({len(self.x)}), got {len(self.y)}")
+        if len(self.x) < 2:
+            raise ConfigError(f"{key}.x", "needs at least 2 points")
+        for i in range(1, len(self.x)):
+            if self.x[i] <= self.x[i - 1]:
+                raise ConfigError(f"{key}.x", f"must be strictly increasing, got {self.x[i]} after {self.x[i - 1]}")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Exactly one of constant, polynomial, table (see the module docstring)."""
+
+    constant: float | None = None
+    polynomial: tuple[float, ...] | None = field(default=None, metadata={"nonempty": True})
+    table: TableSpec | None = None
+
+    def check(self, key: str) -> None:
+        given = [name for name in ("constant", "polynomial", "table") if getattr(self, name) is not None]
+        if len(given) != 1:
+            got = f", got {' and '.join(given)}" if given else ""
+            raise ConfigError(key, f"needs exactly one of constant, polynomial, table{got}")
+
+    def resolve(self) -> Function:
+        if self.constant is not None:
+            return Constant(self.constant)
+        if self.polynomial is not None:
+            return Polynomial(self.polynomial)
+        return Table(self.table.x, self.table.y)

@@ -1,0 +1,148 @@
+"""What the pseudo-2D cell solver needs, as plain runtime objects (PyBaMM keeps model, parameters and
+solver apart; so do we): the YAML parameter set (parameters.py) resolves into these, the solver (cell.py)
+only reads them.
+
+SI units throughout: m, s, mol, A, V, J, K. Particle concentrations are c in mol/m^3 with the
+stoichiometry x = c / formula_units_mol_m3 (x is what the paper and the OCV tables use). Sign
+convention (PyBaMM's): the applied current density I > 0 discharges the cell; the interfacial current
+density j > 0 takes the inserted ion out of the particle (anodic).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+FARADAY_C_MOL = 96485.33212
+R_GAS_J_MOL_K = 8.314462618
+
+Array = np.ndarray
+Fn = Callable[[Array], Array]
+"""A vectorised scalar function, e.g. OCV(x) in V or D(c_e) in m^2/s."""
+
+
+@dataclass(frozen=True)
+class FickianParticle:
+    """dc/dt = div(D grad c) in a sphere; equilibrium potential from a tabulated OCV."""
+
+    diffusivity_m2_s: Fn
+    """D(x), x the stoichiometry."""
+    ocv_V: Fn
+    """Open-circuit potential U(x) vs the metal (V)."""
+
+
+@dataclass(frozen=True)
+class CahnHilliardParticle:
+    """Eqs. 19-22 split into c and mu: dc/dt = div(M grad mu), mu = mu_hom(c) - kappa lap c."""
+
+    mu_hom_J_mol: Fn
+    """Homogeneous chemical potential of the inserted ion vs the metal, mu(x) in J/mol (OCV = -mu/F)."""
+    mobility: Fn
+    """M(x) in mol^2/(J m s): the molar flux is -M grad mu."""
+    kappa_J_m5_mol2: float
+    """Gradient-energy coefficient k of Eq. 19, J m^5/mol^2."""
+
+
+Particle = FickianParticle | CahnHilliardParticle
+
+
+@dataclass(frozen=True)
+class Electrode:
+    """A porous electrode of spherical particles of one size."""
+
+    thickness_m: float
+    porosity: float
+    active_fraction: float
+    """Volume fraction of active material (the rest of the solid, 1 - porosity - active, is binder/carbon)."""
+    particle_radius_m: float
+    formula_units_mol_m3: float
+    """Host formula units per m^3 of active material: c = x * formula_units_mol_m3."""
+    x_initial: float
+    particle: Particle
+    exchange_current_A_m2: Fn
+    """j0(c_e) (Eq. 29: j0_ref * sqrt(c_e / c_ref)); c_e in mol/m^3."""
+    conductivity_S_m: float
+    """Solid-phase (electronic) conductivity; the effective one is sigma * (1 - porosity)^bruggeman_solid."""
+    bruggeman: float = 1.5
+    bruggeman_solid: float = 1.5
+    transfer_coefficient: float = 0.5
+    cells_x: int = 20
+    cells_r: int = 20
+
+    @property
+    def specific_area_m(self) -> float:
+        """a = 3 eps_s / R, interfacial area per electrode volume (1/m)."""
+        return 3.0 * self.active_fraction / self.particle_radius_m
+
+    @property
+    def solid_conductivity_eff_S_m(self) -> float:
+        return self.conductivity_S_m * (1.0 - self.porosity) ** self.bruggeman_solid
+
+
+@dataclass(frozen=True)
+class Separator:
+    thickness_m: float
+    porosity: float
+    bruggeman: float = 1.5
+    cells_x: int = 10
+
+
+@dataclass(frozen=True)
+class Electrolyte:
+    """Binary electrolyte by concentrated-solution theory; functions of c_e in mol/m^3."""
+
+    initial_mol_m3: float
+    diffusivity_m2_s: Fn
+    conductivity_S_m: Fn
+    transference_number: float
+    thermodynamic_factor: Fn
+    """1 + dln f/dln c_e."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Anode | separator | cathode along x, x = 0 at the anode current collector."""
+
+    anode: Electrode
+    separator: Separator
+    cathode: Electrode
+    electrolyte: Electrolyte
+    temperature_K: float
+    area_m2: float = 1.0
+    capacity_Ah: float | None = None
+    """Nominal capacity that defines 1C; None: the cathode's between x_initial and the other end of its
+    stoichiometry window (see cell.one_c_current_density)."""
+    x_window: tuple[float, float] = (0.0, 1.0)
+    """Cathode stoichiometry range cycled, used for the nominal capacity."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One protocol step. mode 'current': constant current density (C-rate, > 0 discharges);
+    'voltage': constant cell voltage; 'rest': zero current. It ends at duration_s or when its cutoff
+    is crossed: the voltage for 'current' steps, |I| below current_cutoff_C (in C) for 'voltage'."""
+
+    mode: Literal["current", "voltage", "rest"]
+    c_rate: float = 0.0
+    voltage_V: float = 0.0
+    duration_s: float = float("inf")
+    cutoff_V: float | None = None
+    current_cutoff_C: float | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    ts_type: str = "bdf"
+    rtol: float = 1e-6
+    atol_fraction: float = 1e-8
+    """Absolute tolerance of concentrations as a fraction of their scale (formula units, c_e0)."""
+    dt_initial_s: float = 1e-3
+    dt_max_s: float = float("inf")
+    petsc_options: tuple[str, ...] = ()
+    output_interval_s: float = 60.0
+    """How often c(x, r, t) is recorded (the voltage is recorded every step)."""
+    record_positions: tuple[float, ...] = field(default=(0.0, 0.5, 1.0))
+    """Cathode positions (fraction of its thickness from the separator) whose surface x is recorded."""
