@@ -1,0 +1,201 @@
+"""Save, load and plot a P2DCell.result(): one HDF5 file per run and the paper's Fig. 9 panels.
+
+HDF5 layout (every dataset has a `units` attribute; "1" is dimensionless, x is the stoichiometry):
+
+    /            attrs: meta (run description), format = "pbahpc.p2d-result", format_version
+    /trace       time_s, voltage_V, current_A_m2 (> 0 discharges), step, throughput_Ah_m2,
+                 capacity_mAh_cm2 (the throughput again), one_c_A_m2 (scalar): every accepted step
+    /fields      snapshot_time_s, cathode_x / anode_x (snapshot, x-node, r-cell; r-cell 0 at the particle
+                 centre), c_e_mol_m3 / phi_e_V (snapshot, all x-nodes), x_centres_m,
+                 {anode,cathode}_r_centres_m, {anode,cathode}_x_range_m (first and last node)
+    /probes      cathode_x (snapshot, position, depth): the cathode x-cell containing each
+                 position_fraction (of the thickness, from the separator) at the surface, middle and
+                 centre r-cells (depth_labels attr) -- Fig. 9d/f; time_s is a hard link to the snapshot
+                 times; x_index, x_m, depth_from_separator_m, r_index, depth_from_surface_m
+
+Serial h5py: with MPI, call write_result on one rank (result() is already gathered on every rank).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "pbahpc.p2d-result"
+FORMAT_VERSION = 1
+DEPTH_LABELS = ("surface", "middle", "centre")
+_TRACE = ("time_s", "voltage_V", "current_A_m2", "step", "throughput_Ah_m2", "one_c_A_m2")
+_FIELDS = ("snapshot_time_s", "cathode_x", "anode_x", "c_e_mol_m3", "phi_e_V", "x_centres_m",
+           "anode_r_centres_m", "cathode_r_centres_m", "anode_x_range_m", "cathode_x_range_m")
+# name suffix -> `units` attribute: names carry their units already, generic HDF5 readers look here
+_UNITS = (("_mAh_cm2", "mAh/cm^2"), ("_Ah_m2", "Ah/m^2"), ("_A_m2", "A/m^2"), ("_mol_m3", "mol/m^3"),
+          ("_V", "V"), ("_s", "s"), ("_m", "m"))
+_AH_M2_TO_MAH_CM2 = 1e3 / 1e4
+
+
+def _units(name: str) -> str:
+    return next((u for suffix, u in _UNITS if name.endswith(suffix)), "1")
+
+
+def _depth_from_separator_m(result: dict) -> tuple[np.ndarray, float]:
+    """Cathode node centres' distance from the separator and the node spacing (uniform x-cells)."""
+    n = result["cathode_x"].shape[1]
+    first, last = result["cathode_x_range_m"]
+    dx = (last - first) / (n - 1) if n > 1 else 0.0  # one x-cell: its width is not in result()
+    return np.arange(n) * dx + 0.5 * dx, dx
+
+
+def cathode_probes(result: dict, record_positions=(0.0, 0.5, 1.0)) -> dict:
+    """Cathode x at the x-cell containing each position (fraction of the thickness from the separator;
+    1.0 is the collector-side cell) in the surface, middle (the r-cell containing R/2) and centre
+    r-cells, at every snapshot: cathode_x has shape (snapshot, position, depth)."""
+    _, nx, nr = result["cathode_x"].shape
+    frac = np.asarray(record_positions, dtype=float)
+    ix = np.minimum(np.floor(frac * nx).astype(int), nx - 1)
+    ir = np.array([nr - 1, nr // 2, 0])
+    r = result["cathode_r_centres_m"]
+    radius_m = r[-1] + r[0]  # uniform cells: the first centre sits half a cell from r = 0
+    depth_m, dx = _depth_from_separator_m(result)
+    return {"time_s": result["snapshot_time_s"], "cathode_x": result["cathode_x"][:, ix][:, :, ir],
+            "position_fraction": frac, "x_index": ix, "x_m": result["cathode_x_range_m"][0] + ix * dx,
+            "depth_from_separator_m": depth_m[ix], "r_index": ir, "depth_from_surface_m": radius_m - r[ir]}
+
+
+def _dataset(group: h5py.Group, name: str, value) -> None:
+    arr = np.asarray(value)
+    group.create_dataset(name, data=arr, compression="gzip" if arr.ndim > 1 else None)
+    group[name].attrs["units"] = _units(name)
+
+
+def write_result(path, result: dict, meta: dict, record_positions=(0.0, 0.5, 1.0)) -> None:
+    """Write `result` (P2DCell.result()) with its probes and `meta` (h5py attribute values) to `path`.
+    Atomic: written to a temporary file beside it, fsynced and renamed, so a crash leaves either the
+    old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: os.replace stays atomic
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({**meta, "format": FORMAT, "format_version": FORMAT_VERSION})
+            trace = f.create_group("trace")
+            for name in _TRACE:
+                _dataset(trace, name, result[name])
+            _dataset(trace, "capacity_mAh_cm2", result["throughput_Ah_m2"] * _AH_M2_TO_MAH_CM2)
+            fields = f.create_group("fields")
+            for name in _FIELDS:
+                _dataset(fields, name, result[name])
+            probes = f.create_group("probes")
+            probes.attrs["depth_labels"] = list(DEPTH_LABELS)
+            for name, value in cathode_probes(result, record_positions).items():
+                if name == "time_s":
+                    probes[name] = fields["snapshot_time_s"]  # hard link, not a copy
+                else:
+                    _dataset(probes, name, value)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def read_result(path) -> dict:
+    """The arrays of write_result's file: P2DCell.result()'s keys (bit-identical) plus
+    capacity_mAh_cm2, "probes" (dict of /probes) and "meta" (the root attributes but the format's)."""
+    with h5py.File(path, "r") as f:
+        out = {name: ds[()] for group in ("trace", "fields") for name, ds in f[group].items()}
+        out["probes"] = {name: ds[()] for name, ds in f["probes"].items()}
+        out["meta"] = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version")}
+    return out
+
+
+def _map_indices(snapshot_time_s: np.ndarray, map_times_s) -> np.ndarray:
+    """Snapshots nearest to map_times_s, else up to 4 spread evenly from the first to the last."""
+    if map_times_s is None:
+        n = len(snapshot_time_s)
+        return np.unique(np.linspace(0, n - 1, min(4, n)).round().astype(int))
+    return np.array([np.abs(snapshot_time_s - t).argmin() for t in map_times_s])
+
+
+def _voltage_vs_time(ax, result: dict, marks: np.ndarray) -> None:
+    """Voltage (black) with numbered red markers at the snapshots `marks`, as in Fig. 9d/f."""
+    t_h = result["time_s"] / 3600.0
+    ax.plot(t_h, result["voltage_V"], "k-", lw=1.2, label="voltage")
+    ts = result["snapshot_time_s"][marks]
+    vs = np.interp(ts, result["time_s"], result["voltage_V"])
+    ax.plot(ts / 3600.0, vs, "o", color="red", ms=4)
+    for k, (t, v) in enumerate(zip(ts / 3600.0, vs), start=1):
+        ax.annotate(str(k), (t, v), textcoords="offset points", xytext=(3, 3), color="red", fontsize=8)
+    ax.set(xlabel="time (h)", ylabel="cell voltage (V)")
+
+
+def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None) -> list[Path]:
+    """voltage.png, cathode_maps.png (Fig. 9b/c/e) and surface_probes.png (Fig. 9d/f) in out_dir."""
+    # Figure + Agg canvas directly: no pyplot, so no display and no global figure registry
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    result = result_or_path if isinstance(result_or_path, dict) else read_result(result_or_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marks = _map_indices(result["snapshot_time_s"], map_times_s)
+    paths = [out_dir / name for name in ("voltage.png", "cathode_maps.png", "surface_probes.png")]
+
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax_q, ax_t = fig.subplots(1, 2, sharey=True)
+    ax_q.plot(result["throughput_Ah_m2"] * _AH_M2_TO_MAH_CM2, result["voltage_V"], "k-", lw=1.2)
+    ax_q.set(xlabel="capacity throughput (mAh/cm$^2$)", ylabel="cell voltage (V)")
+    _voltage_vs_time(ax_t, result, marks)
+    ax_t.set_ylabel("")
+    fig.savefig(paths[0], dpi=150)
+
+    cx = result["cathode_x"]
+    _, dx = _depth_from_separator_m(result)
+    radius_m = result["cathode_r_centres_m"][-1] + result["cathode_r_centres_m"][0]
+    x_edges_um = np.arange(cx.shape[1] + 1) * dx * 1e6
+    r_edges_um = np.linspace(0.0, radius_m, cx.shape[2] + 1) * 1e6  # depth from the surface
+    fig = Figure(figsize=(2.8 * (len(marks) + 1.4), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(marks) + 1, width_ratios=[1.4] + [1] * len(marks))
+    _voltage_vs_time(axes[0], result, marks)
+    vmin, vmax = float(cx.min()), float(cx.max())
+    voltages = np.interp(result["snapshot_time_s"][marks], result["time_s"], result["voltage_V"])
+    for k, (ax, i, v) in enumerate(zip(axes[1:], marks, voltages), start=1):
+        # rows reversed: r-cell 0 is the centre, the map's y is the depth from the surface
+        mesh = ax.pcolormesh(x_edges_um, r_edges_um, cx[i][:, ::-1].T, vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set(title=f"{k}: {result['snapshot_time_s'][i] / 3600.0:.2f} h, {v:.3f} V",
+               xlabel="electrode depth (µm)")
+        if k > 1:
+            ax.sharey(axes[1])
+            ax.tick_params(labelleft=False)
+    axes[1].invert_yaxis()  # once: the maps share it; depth grows downwards from the surface
+    axes[1].set_ylabel("particle depth (µm)")
+    fig.suptitle("cathode x vs depth from the separator (x) and from the particle surface (y)", fontsize=10)
+    fig.colorbar(mesh, ax=axes[1:], label="cathode stoichiometry x")
+    fig.savefig(paths[1], dpi=150)
+
+    probes = cathode_probes(result, record_positions)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    _voltage_vs_time(ax, result, marks)
+    ax2 = ax.twinx()
+    styles, colours = ("-", "--", ":", "-."), ("tab:blue", "tab:green", "tab:orange")
+    t_h = probes["time_s"] / 3600.0
+    for p in range(len(probes["position_fraction"])):
+        for d, colour in enumerate(colours):
+            ax2.plot(t_h, probes["cathode_x"][:, p, d], ls=styles[p % len(styles)], color=colour, lw=1)
+    ax2.set_ylabel("cathode stoichiometry x")
+    handles = [Line2D([], [], color="k", label="voltage")]
+    handles += [Line2D([], [], color=c, label=f"{lab} ({depth * 1e9:.0f} nm deep)")
+                for c, lab, depth in zip(colours, DEPTH_LABELS, probes["depth_from_surface_m"])]
+    handles += [Line2D([], [], color="grey", ls=styles[p % len(styles)],
+                       label=f"{depth * 1e6:.1f} µm from separator")
+                for p, depth in enumerate(probes["depth_from_separator_m"])]
+    ax2.legend(handles=handles, fontsize=7, loc="best")
+    fig.savefig(paths[2], dpi=150)
+    return paths
