@@ -1,4 +1,4 @@
-"""Command line: ``pbahpc run|check|doctor``.
+"""Command line: ``pbahpc run|check|doctor|p2d``.
 
 Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
 75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("campaign", type=Path)
     chk.add_argument("--ranks", type=int, default=None, help="number of MPI ranks to lay out (default: 1)")
     sub.add_parser("doctor", help="report the MPI/LAMMPS/PETSc/HDF5 stack and check that they share one MPI")
+    p2d = sub.add_parser("p2d", help="run one pseudo-2D cell simulation from a parameter set (no campaign)")
+    p2d.add_argument("parameters", type=Path, help="P2D parameter YAML file (see inputs/p2d-*.yaml)")
+    p2d.add_argument("--out", type=Path, required=True, help="output directory (p2d.h5 and plots)")
+    p2d.add_argument("--no-plots", action="store_true", help="write p2d.h5 only")
     return p
 
 
@@ -36,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return doctor([])
     if args.command == "check":
         return _check(args.campaign, args.ranks)
+    if args.command == "p2d":
+        from mpi4py import MPI
+
+        from .continuum.standalone import run_p2d
+        return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, plots=not args.no_plots)
     return _run(args.campaign, args.resume)
 
 

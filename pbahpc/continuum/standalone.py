@@ -1,0 +1,79 @@
+"""``pbahpc p2d PARAMS.yaml --out DIR``: one cell simulation without a campaign.
+
+Rank 0 reads and validates the parameter set and broadcasts it; the cell runs on the communicator
+passed in. Outputs (rank 0): DIR/p2d.h5 (see output.py) and the plots. A stop signal ends the run
+at the next check (every few steps), writes what was computed with ``complete = 0`` and exits 75.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
+
+
+def run_p2d(params_path: Path, out_dir: Path, comm, plots: bool = True, progress_s: float = 10.0) -> int:
+    from ..config import ConfigError
+    from ..driver.signals import StopSignal
+    from .cell import P2DCell
+    from .output import plot_result, write_result
+    from .parameters import load_parameters
+
+    rank = comm.Get_rank()
+    ps = problem = None
+    if rank == 0:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ps = load_parameters(params_path)
+            for w in caught:
+                print(f"pbahpc p2d: warning: {w.message}", file=sys.stderr)
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except ConfigError as exc:
+            problem = str(exc)
+        except OSError as exc:
+            problem = f"--out {out_dir}: cannot create directory ({exc.strerror})"
+    ps, problem = comm.bcast((ps, problem), root=0)
+    if problem:
+        if rank == 0:
+            print(f"pbahpc p2d: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    cell = P2DCell(ps.cell, ps.solver, comm)
+    steps = ps.protocol
+    last = [time.monotonic()]
+
+    def report(k, t, V, I):
+        if rank == 0 and time.monotonic() - last[0] >= progress_s:
+            last[0] = time.monotonic()
+            print(f"[p2d] step {k + 1}/{len(steps)} {steps[k].label}: t = {t:9.1f} s  V = {V:.4f} V  "
+                  f"I = {I / cell.i1c:+.3f} C", file=sys.stderr, flush=True)
+
+    cell.progress = report
+    if rank == 0:
+        print(f"[p2d] {params_path}: {cell.n_nodes} x-cells x {cell.dof} unknowns on {comm.Get_size()} rank(s), "
+              f"1C = {cell.i1c:.4g} A/m^2, {len(steps)} step(s)", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with StopSignal() as stop:
+        cell.should_stop = lambda: comm.allreduce(stop.requested)
+        try:
+            complete = cell.advance(steps)
+        except RuntimeError as exc:
+            if rank == 0:
+                print(f"pbahpc p2d: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    wall = time.perf_counter() - t0
+    result = cell.result()
+    if rank == 0:
+        meta = {"parameters": str(params_path.resolve()), "ranks": comm.Get_size(), "wall_s": wall,
+                "complete": int(complete), "step_ends": ",".join(cell.ends),
+                "temperature_K": ps.cell.temperature_K,
+                **{f"derived_{k}": v for k, v in ps.derived.items() if isinstance(v, (int, float))}}
+        write_result(out_dir / "p2d.h5", result, meta, record_positions=ps.solver.record_positions)
+        files = plot_result(result, out_dir, record_positions=ps.solver.record_positions) if plots else []
+        V = result["voltage_V"]
+        print(f"[p2d] {'done' if complete else 'stopped'} in {wall:.1f} s: {len(V)} steps, ends {cell.ends}, "
+              f"final V = {V[-1]:.4f} V, throughput {result['throughput_Ah_m2'][-1]:.4g} Ah/m^2 -> "
+              f"{out_dir / 'p2d.h5'}" + (f" + {len(files)} plots" if files else ""), file=sys.stderr)
+    return EXIT_OK if complete else EXIT_STOPPED
