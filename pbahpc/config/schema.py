@@ -193,6 +193,12 @@ class ContinuumSection:
     """A built-in engine name, or ``package.module:Factory`` for your own."""
     points: int = field(default=201, metadata=_m(min=5, max=10_000_000))
     temperature_K: float = field(default=300.0, metadata=_m(gt=0.0))
+    parameters: Path | None = field(default=None, metadata=_m(file=True))
+    """engine p2d: the cell's parameter set (see inputs/p2d-*.yaml); its protocol runs every iteration."""
+
+    def check(self, key: str) -> None:
+        if self.engine == "p2d" and self.parameters is None:
+            raise ConfigError(f"{key}.parameters", "engine 'p2d' needs a parameter file (e.g. inputs/p2d-mnfepba.yaml)")
 
 
 @dataclass(frozen=True)

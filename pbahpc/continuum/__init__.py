@@ -1,2 +1,2 @@
 """Continuum (cell-level) models for the continuum role."""
-from . import regular_solution  # noqa: F401  (registers the engine)
+from . import p2d_engine, regular_solution  # noqa: F401  (each registers its engine)

@@ -54,6 +54,11 @@ _DEFAULT_OPTIONS = {"ts_bdf_order": "3", "snes_lag_jacobian": "4"}
 _FIELDS = ("anode_x", "cathode_x", "c_e_mol_m3", "phi_e_V")
 
 
+def _mpi_min():
+    from mpi4py import MPI
+    return MPI.MIN
+
+
 def one_c_current_density(cell: Cell) -> float:
     """1C in A/m^2: the stated capacity per area, else the cathode's charge over its x window in 1 h."""
     if cell.capacity_Ah is not None:
@@ -339,7 +344,8 @@ class P2DCell:
             pc = ksp.getPC()
             pc.setType("asm")
             pc.setASMOverlap(2)
-        ts.setEventHandler([0], [True], self._indicator, None)
+        # events: the step's cutoff, and any particle cell leaving its stoichiometry window
+        ts.setEventHandler([0, -1], [True, True], self._indicator, self._postevent)
         ts.setEventTolerances(tol=1e-7)
         ts.setMonitor(self._monitor)
         ts.setPostStep(self._poststep)
@@ -407,6 +413,22 @@ class P2DCell:
             fvalue[0] = abs(I) / self.i1c - step.current_cutoff_C
         else:
             fvalue[0] = 1.0
+        fvalue[1] = self.comm.allreduce(self._x_margin(X), op=_mpi_min())
+
+    def _x_margin(self, X) -> float:
+        """min over this rank's particle cells of min(x, x_max - x) (inf if it owns none)."""
+        u = X.getArray(readonly=True).reshape(-1, self.dof)
+        margin = np.inf
+        for r in self.regions:
+            lo, hi = max(r.start, self.xs), min(r.stop, self.xe)
+            if lo < hi:
+                e, k = r.electrode, r.mesh.cells
+                x = u[lo - self.xs:hi - self.xs, NE:NE + 2 * k:2] / e.formula_units_mol_m3
+                margin = min(margin, float(np.min(np.minimum(x, e.x_max - x))))
+        return margin
+
+    def _postevent(self, ts, events, t, X, forward):
+        self._fired = [int(e) for e in events]
 
     def _monitor(self, ts, k, t, X):
         V, I = self.terminal(X)
@@ -441,7 +463,8 @@ class P2DCell:
     # ---- protocol ---------------------------------------------------------------------------
     def run_step(self, step: Step) -> str:
         """Integrate one protocol step from the current state up to its end time (counted from
-        step_start_s); returns why it ended: 'cutoff', 'time' or 'stopped' (should_stop said so)."""
+        step_start_s); returns why it ended: 'cutoff', 'time', 'x-limit' (a particle cell reached
+        x = 0 or x_max) or 'stopped' (should_stop said so)."""
         self._step = step
         self.mode = "voltage" if step.mode == "voltage" else "current"
         self.current_A_m2 = step.c_rate * self.i1c if step.mode == "current" else 0.0
@@ -452,6 +475,7 @@ class P2DCell:
         ts.setTimeStep(self.settings.dt_initial_s)
         end = self.step_start_s + step.duration_s
         ts.setMaxTime(end if math.isfinite(end) else 1e300)
+        self._fired = []
         ts.solve(self.u)
         reason = ts.getConvergedReason()
         self.time_s = ts.getTime()
@@ -460,8 +484,9 @@ class P2DCell:
         if reason < 0:
             raise RuntimeError(f"P2D step {step.label or step.mode}: TS diverged (reason {reason}) at "
                                f"t = {self.time_s:.6g} s")
-        return {self.PETSc.TS.ConvergedReason.CONVERGED_EVENT: "cutoff",
-                self.PETSc.TS.ConvergedReason.CONVERGED_USER: "stopped"}.get(reason, "time")
+        if reason == self.PETSc.TS.ConvergedReason.CONVERGED_EVENT:
+            return "x-limit" if 1 in self._fired else "cutoff"
+        return "stopped" if reason == self.PETSc.TS.ConvergedReason.CONVERGED_USER else "time"
 
     def _poststep(self, ts) -> None:
         self._steps_since_check += 1

@@ -68,6 +68,8 @@ class Electrode:
     bruggeman: float = 1.5
     bruggeman_solid: float = 1.5
     transfer_coefficient: float = 0.5
+    x_max: float = 1.0
+    """Stoichiometry window [0, x_max]: a step ends when any particle cell leaves it."""
     cells_x: int = 20
     cells_r: int = 20
 
