@@ -13,7 +13,7 @@ from scipy.optimize import brentq
 
 from pbahpc.config import ConfigError
 from pbahpc.continuum import mapping
-from pbahpc.continuum.functions import Constant, Function, Polynomial, PowerLaw, Table
+from pbahpc.continuum.functions import Constant, EdgeBarrier, Function, Polynomial, PowerLaw, Table
 from pbahpc.continuum.model import R_GAS_J_MOL_K, CahnHilliardParticle, FickianParticle
 from pbahpc.continuum.parameters import ParameterWarning, load_parameters
 
@@ -77,6 +77,19 @@ class RegularSolution(Function):
     def derivative(self, x):
         x = np.asarray(x, dtype=float)
         return self.RT / (x * (1 - x)) - 2 * self.omega
+
+
+def test_edge_barrier_diverges_at_the_ends_and_keeps_inner_binodals():
+    rt = R_GAS_J_MOL_K * 400.0
+    well = Polynomial([0.0, 0.0, 3.0e4, -6.0e4, 3.0e4])  # mu of a symmetric double well on [0, 1], J/mol
+    f = EdgeBarrier(well, 1.0, 0.02, rt)
+    x = np.array([1e-6, 0.005, 0.0199, 0.5, 0.9801, 0.995])
+    h = 1e-9
+    np.testing.assert_allclose(f.derivative(x), (f(x + h) - f(x - h)) / (2 * h), rtol=1e-5, atol=1.0)
+    np.testing.assert_array_equal(f(np.array([0.02, 0.3, 0.98])), well(np.array([0.02, 0.3, 0.98])))
+    assert f(np.array([1e-9]))[0] < -10 * rt and f(np.array([1 - 1e-9]))[0] > 10 * rt
+    inner = mapping.common_tangent(well, 0.0, 1.0)
+    assert np.allclose(mapping.common_tangent(f, 0.0, 1.0).binodal_x, inner.binodal_x, atol=2e-3)
 
 
 def test_common_tangent_of_the_regular_solution():

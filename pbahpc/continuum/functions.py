@@ -90,6 +90,33 @@ class Scaled(Function):
         return self.factor * self.f.derivative(v)
 
 
+class EdgeBarrier(Function):
+    """f(x) + RT ln(x / w) for x < w and - RT ln((x_max - x) / w) for x > x_max - w (f in J/mol).
+
+    The ideal-solution entropy of the last ions / vacancies near a composition end, which makes mu
+    diverge there; a polynomial fit of sampled mu(x) cannot carry it. Zero inside [w, x_max - w], so
+    binodals inside that range are unchanged. x is floored at 1e-12 w from each end.
+    """
+
+    def __init__(self, f: Function, x_max: float, width: float, rt_J_mol: float):
+        self.f, self.x_max, self.width, self.rt = f, float(x_max), float(width), float(rt_J_mol)
+
+    def _ends(self, v):
+        v = np.asarray(v, dtype=float)
+        lo = np.clip(v, 1e-12 * self.width, self.width) / self.width
+        hi = np.clip(self.x_max - v, 1e-12 * self.width, self.width) / self.width
+        return v, lo, hi
+
+    def __call__(self, v) -> Array:
+        v, lo, hi = self._ends(v)
+        return self.f(v) + self.rt * (np.log(lo) - np.log(hi))
+
+    def derivative(self, v) -> Array:
+        v, lo, hi = self._ends(v)
+        return (self.f.derivative(v) + self.rt * np.where(lo < 1.0, 1.0 / (lo * self.width), 0.0)
+                + self.rt * np.where(hi < 1.0, 1.0 / (hi * self.width), 0.0))
+
+
 class PowerLaw(Function):
     """prefactor * (v / reference)^exponent for v >= 0 (0 below), e.g. Eq. 29's j0_ref sqrt(c_e / c_ref).
 

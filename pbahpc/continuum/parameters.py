@@ -24,8 +24,8 @@ import yaml
 from ..config.validate import ConfigError, build
 from . import mapping
 from .cell import one_c_current_density
-from .functions import FunctionSpec, PowerLaw, Scaled
-from .model import (FARADAY_C_MOL, CahnHilliardParticle, Cell, Electrode, Electrolyte, FickianParticle,
+from .functions import EdgeBarrier, FunctionSpec, PowerLaw, Scaled
+from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, Electrolyte, FickianParticle,
                     Separator, SolverSettings, Step)
 
 
@@ -79,6 +79,9 @@ class CahnHilliardSection:
     """The atomistic value, if interface_energy_J_m2 is inflated: the factor is reported (and warned)."""
     inflate_interface: bool = False
     """true: widen an unresolved interface by raising gamma (k by its square) instead of failing."""
+    edge_barrier_x: float | None = field(default=None, metadata=_m(gt=0.0))
+    """Add RT ln terms within this distance of x = 0 and x_max (functions.EdgeBarrier) so that mu
+    diverges at the composition ends; keep it inside the binodals."""
 
     def check(self, key: str) -> None:
         if (self.mobility is None) == (self.diffusivity_m2_s is None):
@@ -315,7 +318,7 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
             raise ConfigError(f"{side}.particle", "required key is missing (mapping with model: "
                                                   f"{' or '.join(PARTICLE_MODELS)})")
         sec: ElectrodeSection = getattr(doc, side)
-        particle, info = _particle(particles[side], f"{side}.particle", sec, path)
+        particle, info = _particle(particles[side], f"{side}.particle", sec, path, doc.cell.temperature_K)
         if info:
             derived[side] = info
         electrodes[side] = Electrode(
@@ -327,7 +330,7 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
                                            sec.reference_electrolyte_mol_m3 or doc.electrolyte.initial_mol_m3, 0.5),
             conductivity_S_m=sec.conductivity_S_m, bruggeman=sec.bruggeman,
             bruggeman_solid=sec.bruggeman_solid, transfer_coefficient=sec.transfer_coefficient,
-            cells_x=sec.cells_x, cells_r=sec.cells_r)
+            x_max=sec.x_max, cells_x=sec.cells_x, cells_r=sec.cells_r)
     separator = Separator(thickness_m=doc.separator.thickness_m, porosity=doc.separator.porosity,
                           bruggeman=doc.separator.bruggeman, cells_x=doc.separator.cells_x)
     cell = Cell(anode=electrodes["anode"], separator=separator, cathode=electrodes["cathode"],
@@ -338,7 +341,7 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
                         derived=derived, source=path.resolve())
 
 
-def _particle(data: Any, key: str, electrode: ElectrodeSection, path: Path):
+def _particle(data: Any, key: str, electrode: ElectrodeSection, path: Path, temperature_K: float):
     """The particle model of one electrode and what was derived for it (empty for Fickian)."""
     if not isinstance(data, dict):
         raise ConfigError(key, f"expected a mapping with model: {' or '.join(PARTICLE_MODELS)}, got {data!r}")
@@ -348,12 +351,15 @@ def _particle(data: Any, key: str, electrode: ElectrodeSection, path: Path):
     sec = _build(PARTICLE_MODELS[data["model"]], data, key)
     if isinstance(sec, FickianSection):
         return FickianParticle(diffusivity_m2_s=sec.diffusivity_m2_s.resolve(), ocv_V=sec.ocv_V.resolve()), {}
-    return _cahn_hilliard(sec, key, electrode, path)
+    return _cahn_hilliard(sec, key, electrode, path, temperature_K)
 
 
-def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSection, path: Path):
+def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSection, path: Path,
+                   temperature_K: float):
     fu = electrode.formula_units_mol_m3
     mu = Scaled(sec.mu_eV.resolve(), FARADAY_C_MOL)  # eV per ion -> J/mol
+    if sec.edge_barrier_x is not None:
+        mu = EdgeBarrier(mu, electrode.x_max, sec.edge_barrier_x, R_GAS_J_MOL_K * temperature_K)
     try:
         gap = mapping.common_tangent(mu, 0.0, electrode.x_max)
     except ValueError as exc:
