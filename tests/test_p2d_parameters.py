@@ -81,7 +81,9 @@ class RegularSolution(Function):
 
 def test_edge_barrier_diverges_at_the_ends_and_keeps_inner_binodals():
     rt = R_GAS_J_MOL_K * 400.0
-    well = Polynomial([0.0, 0.0, 3.0e4, -6.0e4, 3.0e4])  # mu of a symmetric double well on [0, 1], J/mol
+    # mu = W (u^3 - 0.09 u), u = x - 1/2: one loop, binodals at u = +-0.3 (equal areas by symmetry)
+    u = np.polynomial.Polynomial([-0.5, 1.0])
+    well = Polynomial(list((3.0e4 * (u**3 - 0.09 * u)).coef))
     f = EdgeBarrier(well, 1.0, 0.02, rt)
     x = np.array([1e-6, 0.005, 0.0199, 0.5, 0.9801, 0.995])
     h = 1e-9
@@ -89,7 +91,8 @@ def test_edge_barrier_diverges_at_the_ends_and_keeps_inner_binodals():
     np.testing.assert_array_equal(f(np.array([0.02, 0.3, 0.98])), well(np.array([0.02, 0.3, 0.98])))
     assert f(np.array([1e-9]))[0] < -10 * rt and f(np.array([1 - 1e-9]))[0] > 10 * rt
     inner = mapping.common_tangent(well, 0.0, 1.0)
-    assert np.allclose(mapping.common_tangent(f, 0.0, 1.0).binodal_x, inner.binodal_x, atol=2e-3)
+    assert np.allclose(inner.binodal_x, (0.2, 0.8), atol=1e-3)
+    assert np.allclose(mapping.common_tangent(f, 0.0, 1.0).binodal_x, inner.binodal_x, atol=1e-3)
 
 
 def test_common_tangent_of_the_regular_solution():
