@@ -52,11 +52,17 @@ def petsc(comm, petsc_options: Sequence[str] = ()):
         if "petsc4py.PETSc" not in sys.modules:
             petsc4py.init(sys.argv[:1] + list(petsc_options), comm=comm)
         _init_args = args
-    elif _init_args[1] != args[1] or _init_args[0] is not comm:
+    elif _init_args[1] != args[1] or not _same_group(_init_args[0], comm):
         raise RuntimeError("PETSc can be initialised only once per process; it already was with "
                            f"options {list(_init_args[1])} on another communicator or options")
     from petsc4py import PETSc
     return PETSc
+
+
+def _same_group(a, b) -> bool:
+    """Same processes in the same order (e.g. COMM_SELF and a 1-rank COMM_WORLD)."""
+    from mpi4py import MPI
+    return a is b or MPI.Comm.Compare(a, b) in (MPI.IDENT, MPI.CONGRUENT)
 
 
 @dataclass(frozen=True)
