@@ -7,8 +7,9 @@ cell-centred finite volumes. Every x-cell ("node") carries the same block of unk
 
 c_e electrolyte concentration (mol/m^3), phi_e / phi_s electrolyte / solid potential (V), j the
 interfacial current density (A/m^2, > 0 takes the ion out of the particle), and the representative
-particle's radial finite volumes (c in mol/m^3; mu in J/mol for Cahn-Hilliard, or mu = c for Fickian,
-see particle.py). Separator nodes and unused particle slots carry identity rows. Equations per node:
+particle's unknowns, whose rows and equilibrium potential come from its discretisation (particles.py;
+the split c/mu sphere: c in mol/m^3, mu in J/mol for Cahn-Hilliard or mu = c for Fickian). Separator
+nodes and unused particle slots carry identity rows. Equations per node:
 
     eps dc_e/dt + div N_e - a j / F = 0,      N_e = -D_eff grad c_e + t+ i_e / F
     div i_e - a j = 0,     i_e = -kappa_eff grad phi_e + kappa_eff (2RT/F)(1 - t+) TF grad ln c_e
@@ -38,15 +39,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, SolverSettings,
+from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, Cell, Electrode, SolverSettings,
                     Step)
-from .particle import Mesh, petsc
+from .particle import petsc
+from .particles import discretise
 
 Array = np.ndarray
 CE, PE, PS, JJ = 0, 1, 2, 3
 NE = 4  # electrolyte/solid/interface unknowns per node
 ANODE, SEPARATOR, CATHODE = 0, 1, 2
-_PARTICLE_COLOURS = 7  # particle rows reach 3 slots either side in the interleaved (c, mu) order
 # Measured on the MnFePBA-like and Fickian test cells (see tools/bench_p2d.py): BDF3 takes half of
 # BDF2's steps; reusing the coloured-FD Jacobian within a Newton solve (a fresh one every step: a
 # Jacobian kept across steps has the wrong shift after a step-size cut, and line searches then fail)
@@ -84,17 +85,12 @@ def one_c_current_density(cell: Cell) -> float:
 
 @dataclass
 class _Region:
-    """One electrode's constant data: nodes [start, stop), radial mesh and particle law."""
+    """One electrode: its nodes [start, stop) and its particle discretisation (particles.py)."""
 
     electrode: Electrode
     start: int
     stop: int
-    mesh: Mesh
-    lap: Array
-    ch: bool
-
-    def __post_init__(self):  # the mesh's arrays, computed once (the residual runs ~20x per Jacobian)
-        self.A, self.V, self.h = self.mesh.areas_m2, self.mesh.volumes_m3, self.mesh.dr_m
+    particle: object
 
 
 class P2DCell:
@@ -142,14 +138,14 @@ class P2DCell:
         start = 0
         for kind, (p, n) in zip((ANODE, SEPARATOR, CATHODE), parts):
             if kind != SEPARATOR:
-                mesh = Mesh(p.particle_radius_m, p.cells_r, "sphere")
-                self.regions.append(_Region(p, start, start + n, mesh, mesh.laplacian(),
-                                            isinstance(p.particle, CahnHilliardParticle)))
+                self.regions.append(_Region(p, start, start + n, discretise(p, self.T)))
                 self.area[start:start + n] = p.specific_area_m
                 self.sigma[start:start + n] = p.solid_conductivity_eff_S_m
             start += n
-        self.n_r = max(r.mesh.cells for r in self.regions)
-        self.dof = NE + 2 * self.n_r
+        self.dof = NE + max(r.particle.slots for r in self.regions)
+        # particle slots: colour = slot mod (2 bandwidth + 1), distinct within any row's reach
+        self._particle_colours = 2 * max(r.particle.bandwidth for r in self.regions) + 1
+        self.n_colours = 3 * NE + self._particle_colours
         faces = np.concatenate([[0.0], np.cumsum(self.dx)])
         self.x_centres_m = 0.5 * (faces[1:] + faces[:-1])
 
@@ -161,7 +157,6 @@ class P2DCell:
         ce0 = self.cell.electrolyte.initial_mol_m3
         typ[:, CE], row[:, CE] = ce0, 1.0 / ce0
         row[:, PE] = row[:, PS] = 1.0 / self.i1c
-        rt = R_GAS_J_MOL_K * self.T
         self._mass = np.zeros((n, dof))
         self._mass[:, CE] = self.eps / ce0
         self._atol = np.full((n, dof), 1e300)
@@ -169,26 +164,24 @@ class P2DCell:
         self._atol[:, CE] = self.settings.atol_fraction * ce0
         self._rtol[:, CE] = self.settings.rtol
         for r in self.regions:
-            s, e, fu, k = slice(r.start, r.stop), r.electrode, r.electrode.formula_units_mol_m3, r.mesh.cells
-            j0 = float(np.asarray(e.exchange_current_A_m2(np.array([ce0])))[0])
+            p = r.particle
+            s, q = slice(r.start, r.stop), slice(NE, NE + p.slots)
+            j0 = float(np.asarray(r.electrode.exchange_current_A_m2(np.array([ce0])))[0])
             typ[s, JJ], row[s, JJ] = j0, 1.0 / j0
-            ic, im = NE + 2 * np.arange(k), NE + 2 * np.arange(k) + 1
-            typ[s, ic], row[s, ic] = fu, 1.0 / fu
-            typ[s, im], row[s, im] = (rt, 1.0 / rt) if r.ch else (fu, 1.0 / fu)
-            self._mass[s, ic] = 1.0 / fu
-            self._atol[s, ic] = self.settings.atol_fraction * fu
-            self._rtol[s, ic] = self.settings.rtol
+            typ[s, q], row[s, q], self._mass[s, q] = p.typical, p.row_scale, p.mass
+            self._atol[s, q] = np.where(p.differential, self.settings.atol_fraction * p.typical, 1e300)
+            self._rtol[s, q] = np.where(p.differential, self.settings.rtol, 0.0)
         self._typ, self._row = typ, row
         self._newton_scale = (self.settings.atol_fraction * typ[self.xs:self.xe]).ravel()
 
     def _pattern(self) -> None:
         """CSR pattern of the owned rows (global columns) and each entry's colour."""
-        dof, nr2 = self.dof, 2 * self.n_r
-        last = {}
+        dof, nslots = self.dof, self.dof - NE
+        last, band = {}, {}
         for r in self.regions:
-            k = r.mesh.cells
             for n in range(r.start, r.stop):
-                last[n] = (NE + 2 * (k - 1), NE + 2 * (k - 1) + 1)
+                last[n] = tuple(NE + q for q in r.particle.surface_slots)
+                band[n] = r.particle.bandwidth
         rows, cols = [], []
         for n in range(self.xs, self.xe):
             nb = [m for m in (n - 1, n, n + 1) if 0 <= m < self.n_nodes]
@@ -198,9 +191,9 @@ class P2DCell:
                     cset += [n * dof + p for p in last[n]]
                 rows.append(n * dof + v)
                 cols.append(sorted(cset))
-            for p in range(nr2):
-                q = NE + p
-                cset = [n * dof + NE + pp for pp in range(max(0, p - 3), min(nr2, p + 4))]
+            for p in range(nslots):
+                q, b = NE + p, band.get(n, 0)
+                cset = [n * dof + NE + pp for pp in range(max(0, p - b), min(nslots, p + b + 1))]
                 if n in last and q in last[n]:
                     cset += [n * dof + w for w in range(NE)]
                 rows.append(n * dof + q)
@@ -209,14 +202,13 @@ class P2DCell:
         self._cols = np.concatenate(cols).astype(self.PETSc.IntType)
         self._rows = np.repeat(np.arange(len(cols)), [len(c) for c in cols])  # owned-local row index
         node, slot = self._cols // dof, self._cols % dof
-        self._colour = np.where(slot < NE, NE * (node % 3) + slot, 3 * NE + (slot - NE) % _PARTICLE_COLOURS)
-        self.n_colours = 3 * NE + _PARTICLE_COLOURS
+        self._colour = np.where(slot < NE, NE * (node % 3) + slot, 3 * NE + (slot - NE) % self._particle_colours)
         # The same columns in the ghosted local array (offset by the ghost start).
         self._cols_local = self._cols - self.gs * dof
         g_node = np.arange(self.gs, self.ge)[:, None]
         g_slot = np.arange(dof)[None, :]
         self._colour_local = np.where(g_slot < NE, NE * (g_node % 3) + g_slot,
-                                      3 * NE + (g_slot - NE) % _PARTICLE_COLOURS)
+                                      3 * NE + (g_slot - NE) % self._particle_colours)
         self._slots = np.arange(self._colour_local.size)
         # Solid conductance of the faces between ghosted nodes (series mean; 0 next to the separator).
         sig, half = self.sigma[self.gs:self.ge], 0.5 * self.dx[self.gs:self.ge]
@@ -279,35 +271,18 @@ class P2DCell:
         for r in self.regions:
             lo, hi = max(r.start, xs), min(r.stop, xe)
             if lo < hi:
-                self._particle_rows(r, ug[..., lo - gs:hi - gs, :], R[..., lo - xs:hi - xs, :])
+                self._electrode_rows(r, ug[..., lo - gs:hi - gs, :], R[..., lo - xs:hi - xs, :])
         return R * self._row[xs:xe]
 
-    def _particle_rows(self, r: _Region, u: Array, R: Array) -> None:
-        """Particle, Butler-Volmer and unused-slot rows for one electrode's nodes (in place)."""
-        e, k = r.electrode, r.mesh.cells
-        fu = e.formula_units_mol_m3
-        c, mu = u[..., NE:NE + 2 * k:2], u[..., NE + 1:NE + 2 * k:2]
-        j = u[..., JJ]
-        inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
-        A, V, h = r.A, r.V, r.h
-        law = e.particle
-        mob = law.mobility if r.ch else law.diffusivity_m2_s
-        G = np.zeros(c.shape[:-1] + (k + 1,))  # outward molar flow through each radial face, mol/s
-        G[..., 1:-1] = -A[1:-1] * mob(0.5 * (c[..., 1:] + c[..., :-1]) / fu) * np.diff(mu, axis=-1) / h
-        G[..., -1] = -A[-1] * inward
-        R[..., NE:NE + 2 * k:2] = np.diff(G, axis=-1) / V
-        mu_surf = mu[..., -1] + 0.5 * h * inward / mob(c[..., -1] / fu)
-        if r.ch:
-            R[..., NE + 1:NE + 2 * k:2] = mu - law.mu_hom_J_mol(c / fu) + law.kappa_J_m5_mol2 * (c @ r.lap.T)
-            U = -mu_surf / FARADAY_C_MOL
-        else:
-            R[..., NE + 1:NE + 2 * k:2] = mu - c
-            U = law.ocv_V(mu_surf / fu)
+    def _electrode_rows(self, r: _Region, u: Array, R: Array) -> None:
+        """Particle, Butler-Volmer (Eq. 29) and unused-slot rows of one electrode's nodes (in place)."""
+        p, e, j = r.particle, r.electrode, u[..., JJ]
+        R[..., NE:NE + p.slots], U = p.rows(u[..., NE:NE + p.slots], j)
         eta = np.clip(self.f * (u[..., PS] - u[..., PE] - U), -200.0, 200.0)
         alpha = e.transfer_coefficient
         j0 = e.exchange_current_A_m2(np.maximum(u[..., CE], 0.0))
         R[..., JJ] = j - j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
-        R[..., NE + 2 * k:] = u[..., NE + 2 * k:]
+        R[..., NE + p.slots:] = u[..., NE + p.slots:]
 
     # ---- PETSc callbacks --------------------------------------------------------------------
     def _local(self, X) -> Array:
@@ -396,16 +371,8 @@ class P2DCell:
         u[:, CE] = self.cell.electrolyte.initial_mol_m3
         ocv = {}
         for r in self.regions:
-            e, k = r.electrode, r.mesh.cells
-            c0 = np.full((1, k), e.x_initial * e.formula_units_mol_m3)
-            if r.ch:
-                mu0 = e.particle.mu_hom_J_mol(c0 / e.formula_units_mol_m3) - e.particle.kappa_J_m5_mol2 * (c0 @ r.lap.T)
-                ocv[r.start] = -float(mu0[0, -1]) / FARADAY_C_MOL
-            else:
-                mu0 = c0
-                ocv[r.start] = float(e.particle.ocv_V(np.array([e.x_initial]))[0])
-            u[r.start:r.stop, NE:NE + 2 * k:2] = c0
-            u[r.start:r.stop, NE + 1:NE + 2 * k:2] = mu0
+            u0, ocv[r.start] = r.particle.initial()
+            u[r.start:r.stop, NE:NE + r.particle.slots] = u0
         a, c = self.regions
         u[:, PE] = -ocv[a.start]
         u[c.start:c.stop, PS] = ocv[c.start] - ocv[a.start]
@@ -456,9 +423,8 @@ class P2DCell:
         for r in self.regions:
             lo, hi = max(r.start, self.xs), min(r.stop, self.xe)
             if lo < hi:
-                e, k = r.electrode, r.mesh.cells
-                x = u[lo - self.xs:hi - self.xs, NE:NE + 2 * k:2] / e.formula_units_mol_m3
-                margin = min(margin, float(np.min(np.minimum(x, e.x_max - x))))
+                x = r.particle.stoichiometry(u[lo - self.xs:hi - self.xs, NE:NE + r.particle.slots])
+                margin = min(margin, float(np.min(np.minimum(x, r.electrode.x_max - x))))
         return margin
 
     def _postevent(self, ts, events, t, X, forward):
@@ -484,8 +450,7 @@ class P2DCell:
         u = np.concatenate(self.comm.allgather(mine))
         out = {"c_e_mol_m3": u[:, CE].copy(), "phi_e_V": u[:, PE].copy()}
         for name, r in zip(("anode", "cathode"), self.regions):
-            k = r.mesh.cells
-            out[f"{name}_x"] = u[r.start:r.stop, NE:NE + 2 * k:2] / r.electrode.formula_units_mol_m3
+            out[f"{name}_x"] = r.particle.stoichiometry(u[r.start:r.stop, NE:NE + r.particle.slots])
         return out
 
     def inventory_mol_m2(self) -> float:
@@ -493,8 +458,8 @@ class P2DCell:
         u = self.gather()
         total = float(np.sum(self.eps * self.dx * u[:, CE]))
         for r in self.regions:
-            k, e = r.mesh.cells, r.electrode
-            per_particle = u[r.start:r.stop, NE:NE + 2 * k:2] @ r.mesh.volumes_m3
+            p, e = r.particle, r.electrode
+            per_particle = p.stoichiometry(u[r.start:r.stop, NE:NE + p.slots]) @ p.volumes_m3 * e.formula_units_mol_m3
             n_per_m3 = e.active_fraction / (4.0 / 3.0 * np.pi * e.particle_radius_m**3)
             total += float(np.sum(per_particle * n_per_m3 * self.dx[r.start:r.stop]))
         return total
@@ -591,6 +556,6 @@ class P2DCell:
         for key in _FIELDS:
             out[key] = np.array([s[1][key] for s in self.snapshots])
         for name, r in zip(("anode", "cathode"), self.regions):
-            out[f"{name}_r_centres_m"] = r.mesh.centres_m
+            out[f"{name}_r_centres_m"] = r.particle.centres_m
             out[f"{name}_x_range_m"] = self.x_centres_m[[r.start, r.stop - 1]]
         return out

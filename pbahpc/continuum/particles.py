@@ -1,0 +1,95 @@
+"""Particle discretisations for the P2D cell: what each x-node's representative particle contributes.
+
+The cell (cell.py) treats a particle as a block of `slots` unknowns per node and asks its
+discretisation for their rows, given the interfacial current density j (A/m^2, > 0 takes the ion out),
+and for the equilibrium potential U (V vs the metal) that enters Butler-Volmer. A new particle model
+(the paper's 1-D particle cannot discharge through its Na-rich shell; a model that can comes next)
+implements the same small interface and is chosen in `discretise` from the electrode's particle law.
+
+Interface of a discretisation (all arrays may carry leading batch axes before `nodes`):
+    slots, bandwidth        unknowns per node; a row depends on slots at most `bandwidth` away
+    surface_slots           the slots U depends on (besides j)
+    rows(u, j) -> (R, U)    residual rows (..., nodes, slots) without the time derivative, and U
+    mass, typical, row_scale, differential   per-slot arrays: M in M du/dt + R, magnitudes, row
+                            scaling, and which slots carry the time-step error control
+    initial() -> (u0, U0)   uniform state at the electrode's x_initial and its potential
+    stoichiometry(u)        x per radial cell (..., nodes, cells); `volumes_m3` of those cells
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .model import FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Electrode, FickianParticle
+from .particle import Mesh
+
+Array = np.ndarray
+
+
+class SplitSphere:
+    """Radial finite volumes of a sphere, unknowns interleaved [c_0, mu_0, c_1, mu_1, ...].
+
+    Cahn-Hilliard: dc/dt = div(M grad mu), mu = mu_hom(c) - k lap c, U = -mu_surf / F (Eq. 30).
+    Fickian: the same with mu := c, M := D(x), U = OCV(c_surf). The surface value is extrapolated
+    from the last cell with the flux condition; the inward surface flux is -j / F.
+    """
+
+    bandwidth = 3  # c_i's row reaches mu_{i+1} (3 slots on), mu_i's row c_{i-1} (3 slots back)
+
+    def __init__(self, electrode: Electrode, temperature_K: float):
+        self.electrode, law = electrode, electrode.particle
+        self.ch = isinstance(law, CahnHilliardParticle)
+        self.law = law
+        self.mesh = Mesh(electrode.particle_radius_m, electrode.cells_r, "sphere")
+        self.cells, self.slots = self.mesh.cells, 2 * self.mesh.cells
+        self.fu = electrode.formula_units_mol_m3
+        # the mesh's arrays, computed once (the residual runs ~20x per Jacobian)
+        self.lap = self.mesh.laplacian()
+        self.A, self.volumes_m3, self.h = self.mesh.areas_m2, self.mesh.volumes_m3, self.mesh.dr_m
+        self.mobility = law.mobility if self.ch else law.diffusivity_m2_s
+        self.surface_slots = (self.slots - 2, self.slots - 1)
+        rt = R_GAS_J_MOL_K * temperature_K
+        c_slot = np.arange(self.slots) % 2 == 0
+        self.differential = c_slot
+        self.mass = np.where(c_slot, 1.0 / self.fu, 0.0)
+        self.typical = np.where(c_slot, self.fu, rt if self.ch else self.fu)
+        self.row_scale = 1.0 / self.typical
+
+    def rows(self, u: Array, j: Array) -> tuple[Array, Array]:
+        c, mu = u[..., 0::2], u[..., 1::2]
+        fu, A, h = self.fu, self.A, self.h
+        inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
+        G = np.zeros(c.shape[:-1] + (self.cells + 1,))  # outward molar flow through each radial face, mol/s
+        G[..., 1:-1] = -A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu) * np.diff(mu, axis=-1) / h
+        G[..., -1] = -A[-1] * inward
+        R = np.empty(u.shape)
+        R[..., 0::2] = np.diff(G, axis=-1) / self.volumes_m3
+        mu_surf = mu[..., -1] + 0.5 * h * inward / self.mobility(c[..., -1] / fu)
+        if self.ch:
+            R[..., 1::2] = mu - self.law.mu_hom_J_mol(c / fu) + self.law.kappa_J_m5_mol2 * (c @ self.lap.T)
+            return R, -mu_surf / FARADAY_C_MOL
+        R[..., 1::2] = mu - c
+        return R, self.law.ocv_V(mu_surf / fu)
+
+    def initial(self) -> tuple[Array, float]:
+        c0 = np.full(self.cells, self.electrode.x_initial * self.fu)
+        u0 = np.empty(self.slots)
+        u0[0::2] = c0
+        if self.ch:
+            u0[1::2] = self.law.mu_hom_J_mol(c0 / self.fu) - self.law.kappa_J_m5_mol2 * (self.lap @ c0)
+            return u0, -float(u0[-1]) / FARADAY_C_MOL
+        u0[1::2] = c0
+        return u0, float(self.law.ocv_V(np.array([self.electrode.x_initial]))[0])
+
+    def stoichiometry(self, u: Array) -> Array:
+        return u[..., 0::2] / self.fu
+
+    @property
+    def centres_m(self) -> Array:
+        return self.mesh.centres_m
+
+
+def discretise(electrode: Electrode, temperature_K: float):
+    """The discretisation of an electrode's particle law (the place to add new particle models)."""
+    if isinstance(electrode.particle, (CahnHilliardParticle, FickianParticle)):
+        return SplitSphere(electrode, temperature_K)
+    raise TypeError(f"no discretisation for particle law {type(electrode.particle).__name__}")
