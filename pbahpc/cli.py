@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load
+from .config import ConfigError, load, read_on_root
 from .driver.campaign import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
@@ -89,20 +89,18 @@ def _run(path: Path, require_checkpoint: bool) -> int:
 
     world = MPI.COMM_WORLD  # the one place COMM_WORLD is taken; everything below gets it passed
     rank = world.Get_rank()
-    cfg = problem = None
-    if rank == 0:  # one reader, not thousands hitting the file system
+
+    def read():
+        cfg = load(path)
+        plan(cfg, world.Get_size())
         try:
-            cfg = load(path)
-            layout = plan(cfg, world.Get_size())
             prepare_run_dir(cfg)
-        except ConfigError as exc:
-            problem = str(exc)
         except OSError as exc:
-            problem = f"{path}: campaign.run_dir: cannot create run directory ({exc})"
-    cfg, problem = world.bcast((cfg, problem), root=0)
-    if problem:
-        if rank == 0:
-            print(f"pbahpc: {problem}", file=sys.stderr)
+            raise ConfigError("campaign.run_dir", f"cannot create run directory ({exc})", str(path)) from None
+        return cfg
+
+    cfg = read_on_root(world, read)
+    if cfg is None:
         return EXIT_USAGE
     layout = plan(cfg, world.Get_size())
     log = _driver_logger(Path(cfg.campaign.run_dir), rank)

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from .schema import Campaign
 from .validate import ConfigError, build
+
+T = TypeVar("T")
 
 
 def load(path: str | Path) -> Campaign:
@@ -33,6 +38,22 @@ def load(path: str | Path) -> Campaign:
     run_dir = cfg.campaign.run_dir or Path.cwd() / "runs" / cfg.campaign.name
     return dataclasses.replace(
         cfg, source=path.resolve(), campaign=dataclasses.replace(cfg.campaign, run_dir=run_dir.resolve()))
+
+
+def read_on_root(comm, read: Callable[[], T], who: str = "pbahpc") -> T | None:
+    """``read()`` on rank 0 only (one reader, not thousands hitting the file system), broadcast.
+
+    A ``ConfigError`` becomes one line on stderr (rank 0) and None on every rank."""
+    value = problem = None
+    if comm.Get_rank() == 0:
+        try:
+            value = read()
+        except ConfigError as exc:
+            problem = str(exc)
+    value, problem = comm.bcast((value, problem), root=0)
+    if problem and comm.Get_rank() == 0:
+        print(f"{who}: {problem}", file=sys.stderr)
+    return None if problem else value
 
 
 def to_plain(obj) -> object:

@@ -15,30 +15,28 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
 
 
 def run_p2d(params_path: Path, out_dir: Path, comm, plots: bool = True, progress_s: float = 10.0) -> int:
-    from ..config import ConfigError
+    from ..config import ConfigError, read_on_root
     from ..driver.signals import StopSignal
     from .cell import P2DCell
     from .output import plot_result, write_result
     from .parameters import load_parameters
 
     rank = comm.Get_rank()
-    ps = problem = None
-    if rank == 0:
+
+    def read():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ps = load_parameters(params_path)
+        for w in caught:
+            print(f"pbahpc p2d: warning: {w.message}", file=sys.stderr)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                ps = load_parameters(params_path)
-            for w in caught:
-                print(f"pbahpc p2d: warning: {w.message}", file=sys.stderr)
             out_dir.mkdir(parents=True, exist_ok=True)
-        except ConfigError as exc:
-            problem = str(exc)
         except OSError as exc:
-            problem = f"--out {out_dir}: cannot create directory ({exc.strerror})"
-    ps, problem = comm.bcast((ps, problem), root=0)
-    if problem:
-        if rank == 0:
-            print(f"pbahpc p2d: {problem}", file=sys.stderr)
+            raise ConfigError("--out", f"cannot create directory {out_dir} ({exc.strerror})") from None
+        return ps
+
+    ps = read_on_root(comm, read, "pbahpc p2d")
+    if ps is None:
         return EXIT_USAGE
     cell = P2DCell(ps.cell, ps.solver, comm)
     steps = ps.protocol
