@@ -42,6 +42,7 @@ import numpy as np
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, Cell, Electrode, SolverSettings,
                     Step)
 from .particle import petsc
+from .condensed import CondensedLU
 from .particles import discretise
 
 Array = np.ndarray
@@ -55,7 +56,7 @@ ANODE, SEPARATOR, CATHODE = 0, 1, 2
 # LU without pivoting in the natural (node-major, banded) order: nested dissection met exact zero
 # pivots in the redundant factorisation, and natural is no slower here (220k unknowns: 18 vs 20 s).
 _DEFAULT_OPTIONS = {"ts_bdf_order": "3", "snes_lag_jacobian": "4"}
-_LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed redundant_ on several ranks
+_LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_redundant_ on several ranks
 # Newton stops when every unknown's last update is below this fraction of its step-error tolerance
 # (rtol |u| + atol_fraction * its typical scale): PETSc's own tests are fooled here (a first residual
 # of e^100 from the clipped Butler-Volmer exponent; |u| dominated by concentrations ~1e4), and an
@@ -306,6 +307,8 @@ class P2DCell:
         vals = dr[self._colour, self._rows] / h.ravel()[self._cols_local]
         diag = self._cols == self._rows + self.xs * self.dof
         vals[diag] += shift * self._mass[self.xs:self.xe].ravel()[self._rows[diag]]
+        if self._condensed is not None:
+            self._condensed.update(vals)
         P.setValuesCSR(self._indptr, self._cols, vals)
         P.assemble()
         if J != P:
@@ -333,21 +336,34 @@ class P2DCell:
         snes.setConvergenceTest(self._snes_converged)
         ksp = snes.getKSP()
         ksp.setType("preonly")
-        # LU: on several ranks the matrix is gathered and factored redundantly (this PETSc has no
-        # parallel direct solver; GMRES + additive Schwarz took 13x longer on 2 ranks, 220k unknowns,
-        # the potentials couple the whole cell). With MUMPS: -pc_type lu -pc_factor_mat_solver_type mumps.
-        ksp.getPC().setType("lu" if self.comm.Get_size() == 1 else "redundant")
+        # Direct solves. One rank: LU of the whole Jacobian. Several (this PETSc has no parallel direct
+        # solver): condense the node-local particle unknowns on each rank and factor only the 4
+        # unknowns per node redundantly (condensed.py). 220k unknowns, 600 s of 1C: LU 18 s on 1 rank;
+        # 2 ranks: condensed 15 s, redundant LU of everything 19-22 s, GMRES + ASM 180 s. With MUMPS:
+        # -pc_type lu -pc_factor_mat_solver_type mumps. Any -pc_type overrides.
+        pc = ksp.getPC()
+        self._condensed = None
+        if self.comm.Get_size() == 1:
+            pc.setType("lu")
+        else:
+            pc.setType("python")
+            self._condensed = CondensedLU(self)
+            pc.setPythonContext(self._condensed)
         ts.setEventHandler([0, -1], [True, True], self._indicator, self._postevent)
         ts.setEventTolerances(tol=1e-7)
         ts.setMonitor(self._monitor)
         ts.setPostStep(self._poststep)
         opts = PETSc.Options()
-        prefix = "" if self.comm.Get_size() == 1 else "redundant_"
+        prefix = "" if self.comm.Get_size() == 1 else "condensed_redundant_"
         defaults = {**_DEFAULT_OPTIONS, **{prefix + k: v for k, v in _LU_ORDERING.items()}}
         for name, value in defaults.items():
             if not opts.hasName(name):
                 opts.setValue(name, value)
         ts.setFromOptions()
+        if pc.getType() != "python":
+            self._condensed = None
+        elif self._condensed is not None:  # the inner solver reads its options now that they are set
+            self._condensed.ksp.setFromOptions()
 
     def _snes_converged(self, snes, it, norms):
         reason = self.PETSc.SNES.ConvergedReason
