@@ -41,8 +41,8 @@ import numpy as np
 
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, Cell, Electrode, SolverSettings,
                     Step)
-from .particle import petsc
 from .condensed import CondensedLU
+from .particle import petsc
 from .particles import discretise
 
 Array = np.ndarray
@@ -53,9 +53,9 @@ ANODE, SEPARATOR, CATHODE = 0, 1, 2
 # BDF2's steps; reusing the coloured-FD Jacobian within a Newton solve (a fresh one every step: a
 # Jacobian kept across steps has the wrong shift after a step-size cut, and line searches then fail)
 # saves another third. Command-line options override these.
-# LU without pivoting in the natural (node-major, banded) order: nested dissection met exact zero
-# pivots in the redundant factorisation, and natural is no slower here (220k unknowns: 18 vs 20 s).
 _DEFAULT_OPTIONS = {"ts_bdf_order": "3", "snes_lag_jacobian": "4"}
+# LU without pivoting in the natural (node-major, banded) order: nested dissection met exact zero
+# pivots in a redundant factorisation, and natural is no slower here (220k unknowns: 18 vs 20 s).
 _LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_redundant_ on several ranks
 # Newton stops when every unknown's last update is below this fraction of its step-error tolerance
 # (rtol |u| + atol_fraction * its typical scale): PETSc's own tests are fooled here (a first residual
