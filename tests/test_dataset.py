@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io.formats import ioformats
 
 from pbahpc.mlip.cfg_file import CfgError
 from pbahpc.mlip.dataset import (DEFAULT_SPECIES, detect_format, generate_oracle_md, parse_ml_ab,
