@@ -54,14 +54,17 @@ def basis_rows(data: MTPData, atoms: Atoms, species: np.ndarray) -> np.ndarray:
     return rows
 
 
-def maxvol(candidates: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+def maxvol(candidates: np.ndarray, tolerance: float = 1e-3, start: np.ndarray | None = None) -> np.ndarray:
     """Indices of m rows of ``candidates`` (n x m) whose |det| is locally maximal: no candidate has a
     coefficient above 1 + tolerance in their basis.
 
-    Greedy start (pivoted Gram-Schmidt: the row farthest from the span of those taken), then swaps: the row
-    i with the largest |c_ij| replaces active row j, which multiplies |det A| by |c_ij| > 1, so it ends."""
+    Start: the given row indices (an existing active set), else greedy (pivoted Gram-Schmidt: the row
+    farthest from the span of those taken). Then swaps: the row i with the largest |c_ij| replaces active
+    row j, which multiplies |det A| by |c_ij| > 1, so it ends."""
     candidates = np.asarray(candidates, dtype=float)
     n, m = candidates.shape
+    if start is not None:
+        return _swap(candidates, np.array(start), tolerance)
     residual = candidates.copy()
     scale = np.linalg.norm(candidates, axis=1).max(initial=0.0)
     chosen: list[int] = []
@@ -74,7 +77,10 @@ def maxvol(candidates: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
         chosen.append(best)
         q = residual[best] / norms[best]
         residual -= np.outer(residual @ q, q)
-    chosen_arr = np.array(chosen)
+    return _swap(candidates, np.array(chosen), tolerance)
+
+
+def _swap(candidates: np.ndarray, chosen_arr: np.ndarray, tolerance: float) -> np.ndarray:
     while True:
         c = np.linalg.solve(candidates[chosen_arr].T, candidates.T).T  # c = candidates A^-1
         i, j = np.unravel_index(np.argmax(np.abs(c)), c.shape)
