@@ -1,4 +1,4 @@
-"""Command line: ``pbahpc run|check|doctor|p2d``.
+"""Command line: ``pbahpc run|check|doctor|p2d|status``.
 
 Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
 75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p2d.add_argument("parameters", type=Path, help="P2D parameter YAML file (see inputs/p2d-*.yaml)")
     p2d.add_argument("--out", type=Path, required=True, help="output directory (p2d.h5 and plots)")
     p2d.add_argument("--no-plots", action="store_true", help="write p2d.h5 only")
+    st = sub.add_parser("status", help="report where a campaign stands (read-only, no MPI)")
+    st.add_argument("run_dir", type=Path, help="the campaign's run directory")
     return p
 
 
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         from .doctor import main as doctor
         return doctor([])
+    if args.command == "status":
+        from .status import main as status
+        return status(args.run_dir)
     if args.command == "check":
         return _check(args.campaign, args.ranks)
     if args.command == "p2d":

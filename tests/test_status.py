@@ -1,0 +1,127 @@
+"""``pbahpc status RUNDIR`` on real run directories (tiny 2-rank lattice-gas campaigns)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pbahpc.cli import main
+from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+from conftest import ROOT, env, run_pbahpc, write_campaign
+
+ITERATIONS = 3
+FINAL_STEP = 4 * ITERATIONS  # one sync point per pipeline stage; the final checkpoint is at the last one
+
+
+def _campaign(tmp: Path, smoke: dict, name: str, **replicas) -> Path:
+    cfg = {**smoke, "campaign": {**smoke["campaign"], "name": name, "run_dir": str(tmp / name),
+                                 "iterations": ITERATIONS},
+           "layout": {**smoke["layout"], "trainer": {"ranks": 1, "shared": True},
+                      "oracle": {"ranks": 1, "shared": True}},
+           "replicas": {**smoke["replicas"], **replicas}}
+    return write_campaign(tmp / f"{name}.yaml", cfg)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A completed run, and one stopped by an exception in iteration 1 (FailingReplica)."""
+    import yaml
+
+    smoke = yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
+    tmp = tmp_path_factory.mktemp("status")
+    out = run_pbahpc(2, "run", str(_campaign(tmp, smoke, "done")), timeout=120)
+    assert out.returncode == EXIT_OK, out.stderr
+    out = run_pbahpc(2, "run", str(_campaign(tmp, smoke, "failed", engine="faulty_engines:FailingReplica")),
+                     timeout=120)
+    assert out.returncode == EXIT_FAILED, out.stderr
+    return {"done": tmp / "done", "failed": tmp / "failed"}
+
+
+def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))}
+
+
+def status(run_dir: Path, capsys) -> tuple[int, str, str]:
+    before = _snapshot(run_dir) if run_dir.is_dir() else None
+    code = main(["status", str(run_dir)])
+    out, err = capsys.readouterr()
+    if before is not None:
+        assert _snapshot(run_dir) == before, "status modified the run directory"
+    return code, out, err
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / run_dir.name))
+
+
+def test_completed_run(runs, capsys):
+    code, out, err = status(runs["done"], capsys)
+    assert code == EXIT_OK, err
+    assert "campaign 'done': 3 iteration(s)" in out
+    assert f"ckpt-{FINAL_STEP:08d}.h5: step {FINAL_STEP}, iteration {ITERATIONS}," in out
+    assert f"iteration reached: {ITERATIONS}/{ITERATIONS} (checkpoint step {FINAL_STEP}" in out
+    assert "status: complete (results.h5: 3 iteration(s)" in out and "not complete" not in out
+    assert "sha256 OK" in out and "FAILS VERIFICATION" not in out
+    assert "campaign complete" in out  # driver.log tail
+    assert "errors: none" in out
+    assert "rank0 [" in out and "rank1 [" in out  # timings.yaml
+
+
+def test_stopped_run_names_the_checkpoint_to_resume_from(runs, capsys):
+    code, out, err = status(runs["failed"], capsys)
+    assert code == EXIT_OK, err
+    # FailingReplica raises in iteration 1's first stage: the last sync point passed is the 4th
+    assert "iteration reached: 1/3 (checkpoint step 4, next stage 'sample')" in out
+    assert "status: not complete (no results.h5)" in out
+    assert "resume from ckpt-00000004.h5 (step 4)" in out
+    assert "error in error-rank1.log (1 entry), last:" in out and "injected failure" in out
+    assert "campaign stopped" in out  # driver.log tail
+
+
+def test_missing_results_is_not_complete(runs, tmp_path, capsys):
+    run_dir = _copy(runs["done"], tmp_path)
+    (run_dir / "results.h5").unlink()
+    code, out, _ = status(run_dir, capsys)
+    assert code == EXIT_OK
+    assert "status: not complete" in out
+    assert f"resume from ckpt-{FINAL_STEP:08d}.h5 (step {FINAL_STEP})" in out
+
+
+def test_corrupt_newest_checkpoint_fails_verification(runs, tmp_path, capsys):
+    run_dir = _copy(runs["done"], tmp_path)
+    (run_dir / "results.h5").unlink()
+    newest = run_dir / "checkpoints" / f"ckpt-{FINAL_STEP:08d}.h5"
+    data = bytearray(newest.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])  # flip bytes, same size
+    newest.write_bytes(bytes(data))
+    code, out, _ = status(run_dir, capsys)
+    assert code == EXIT_OK
+    line = next(t for t in out.splitlines() if newest.name in t and "step" in t)
+    assert "FAILS VERIFICATION" in line
+    assert "whole-file sha256 differs from the manifest" in out
+    prev = FINAL_STEP - 1
+    assert f"ckpt-{prev:08d}.h5: step {prev}" in out and "sha256 OK" in out
+    assert f"resume from ckpt-{prev:08d}.h5 (step {prev})" in out
+    assert "status: not complete" in out
+
+
+def test_not_a_run_directory(tmp_path, capsys):
+    for path in (tmp_path, tmp_path / "missing"):
+        code, out, err = status(path, capsys)
+        assert code == EXIT_USAGE and out == ""
+        assert err.count("\n") == 1 and str(path) in err and "not a pbahpc run directory" in err
+
+
+def test_cli_without_mpi(runs):
+    """Through ``python -m pbahpc``-style entry, and mpi4py is never imported."""
+    code = ("import sys; from pbahpc.cli import main; rc = main(['status', sys.argv[1]]); "
+            "assert 'mpi4py' not in sys.modules, 'mpi4py imported'; sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, str(runs["done"])], capture_output=True, text=True,
+                         env=env(), timeout=60)
+    assert out.returncode == EXIT_OK, out.stderr
+    assert "status: complete" in out.stdout
