@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .validate import ConfigError
 
@@ -168,6 +168,30 @@ class ReplicasSection:
 
 @dataclass(frozen=True)
 class OracleSection:
+    @dataclass(frozen=True)
+    class Factory:
+        """Any ASE calculator: ``factory`` is ``package.module:Class`` (or a function), called with ``kwargs``."""
+
+        factory: str
+        kwargs: dict[str, Any] = field(default_factory=dict)
+        """Keyword arguments, e.g. ``{asap_cutoff: true}``."""
+
+    @dataclass(frozen=True)
+    class Vasp:
+        """``calculator: vasp``: the paper's DFT settings (PBEsol+U, 700 eV, Gamma only, spin-polarised)."""
+
+        command: str | None = None
+        """How to launch VASP from an oracle rank, e.g. ``srun -n 64 vasp_std`` (required with calculator vasp)."""
+        directory: str = "oracle-vasp"
+        """Parent of the per-frame run directories; relative to the campaign's run_dir."""
+        encut_eV: float = field(default=700.0, metadata=_m(gt=0.0))
+        U_Mn_eV: float = field(default=5.5, metadata=_m(min=0.0, max=20.0))
+        U_Fe_eV: float = field(default=5.5, metadata=_m(min=0.0, max=20.0))
+        magmom_Mn: float = field(default=5.0, metadata=_m(min=-10.0, max=10.0))
+        """Initial moment (mu_B) on Mn: high-spin Mn(II), d5."""
+        magmom_Fe: float = field(default=1.0, metadata=_m(min=-10.0, max=10.0))
+        """Initial moment (mu_B) on Fe in Fe-C6: low-spin Fe(III) t2g5 (1); low-spin Fe(II) would be 0."""
+
     engine: str = field(default="lattice-gas", metadata=_m(engine="oracle"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
     pair_eV: float = field(default=-0.05, metadata=_m(min=-10.0, max=10.0))
@@ -178,6 +202,25 @@ class OracleSection:
     """Screening: frames with any |F| above this are discarded (paper: 150 eV/A)."""
     max_energy_eV: float = 0.0
     """Screening: frames with a total energy above this are discarded (paper: E > 0)."""
+    calculator: Literal["teacher", "vasp"] | Factory = "teacher"
+    """engine teacher: the ASE calculator that labels frames -- teacher (the built-in reference), vasp
+    (section ``vasp``) or ``{factory: package.module:Class, kwargs: {...}}``."""
+    vasp: Vasp = Vasp()
+    retries: int = field(default=2, metadata=_m(min=0, max=100))
+    """Extra attempts for a frame whose calculation raised or timed out; then it is quarantined."""
+    timeout_s: float | None = field(default=None, metadata=_m(gt=0.0))
+    """Wall-clock limit of one attempt (SIGALRM in the calling rank; VASP's command also runs under timeout(1))."""
+
+    def check(self, key: str) -> None:
+        # checked here, not in Factory.check: a union member's error would lose its message
+        if isinstance(self.calculator, OracleSection.Factory):
+            from ..oracle.calculators import factory_problem
+
+            problem = factory_problem(self.calculator.factory, self.calculator.kwargs)
+            if problem:
+                raise ConfigError(f"{key}.calculator.{problem[0]}", problem[1])
+        if self.calculator == "vasp" and not self.vasp.command:
+            raise ConfigError(f"{key}.vasp.command", "required with calculator 'vasp' (e.g. 'srun -n 64 vasp_std')")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin in (list, tuple):
         return f"list of {_type_name(get_args(tp)[0])}"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         return "mapping"
     return {type(None): "null", float: "number", int: "integer", bool: "true/false",
             str: "string", Path: "path"}.get(tp, getattr(tp, "__name__", str(tp)))
@@ -80,6 +80,10 @@ def convert(tp: Any, value: Any, key: str, meta: dict, base_dir: Path) -> Any:
         if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
             raise ConfigError(key, f"must be one of {', '.join(map(repr, allowed))}, got {_describe(value)}")
         return value
+    if origin is dict:  # free-form keyword arguments: string keys, plain YAML values kept as they are
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(key, f"expected a mapping with string keys, got {_describe(value)}")
+        return dict(value)
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise ConfigError(key, f"expected a list of {_type_name(get_args(tp)[0])}, got {_describe(value)}")
