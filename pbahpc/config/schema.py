@@ -228,6 +228,21 @@ class TrainerSection:
     engine: str = field(default="pair-fit", metadata=_m(engine="trainer"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
     ridge: float = field(default=1e-12, metadata=_m(min=0.0))
+    level: int = field(default=6, metadata=_m(min=2, max=28))
+    """engine mtp: the MTP level (2..28; the published templates use even levels)."""
+    train_iterations: int = field(default=20, metadata=_m(min=0, max=100_000))
+    """engine mtp: alternations of linear solve and radial L-BFGS steps per retraining (0: linear only)."""
+    species: tuple[str, ...] = field(default=("Na", "Mn", "Fe", "C", "N"), metadata=_m(nonempty=True))
+    """engine mtp: element symbols in MTP species order (index 0 first)."""
+
+    def check(self, key: str) -> None:
+        from ase.data import atomic_numbers
+
+        for i, symbol in enumerate(self.species):
+            if symbol not in atomic_numbers or symbol == "X":
+                raise ConfigError(f"{key}.species[{i}]", f"not an element symbol: {symbol!r}")
+        if len(set(self.species)) != len(self.species):
+            raise ConfigError(f"{key}.species", f"repeats an element: {list(self.species)}")
 
 
 @dataclass(frozen=True)
@@ -259,7 +274,9 @@ class Campaign:
         # the lattice-gas oracle reads lattice occupations, not atomic frames
         if self.layout.trainer.ranks and self.trainer.engine == "pair-fit" and self.oracle.engine == "teacher":
             raise ConfigError("trainer.engine", "'pair-fit' fits lattice-gas labels, not the teacher's; "
-                                                "set layout.trainer.ranks: 0 until an MTP trainer is configured")
+                                                "use trainer.engine: mtp")
+        if self.layout.trainer.ranks and self.trainer.engine == "mtp" and self.replicas.engine == "lattice-gas":
+            raise ConfigError("trainer.engine", "'mtp' trains on atomic frames; lattice-gas replicas need 'pair-fit'")
         if self.layout.oracle.ranks and self.oracle.engine == "lattice-gas" and self.replicas.engine == "lammps-gcmc":
             raise ConfigError("oracle.engine", f"'lattice-gas' cannot label frames of replicas.engine "
                                                f"'{self.replicas.engine}'; set layout.oracle.ranks: 0 or another engine")
