@@ -23,6 +23,14 @@ cell (lx ly lz xy xz yz, A), accept (translation, insertion, deletion acceptance
 (-1 unbiased); ``frames/<cycle>/``: numbers, positions_A, cell_A every ``frame_stride`` cycles.
 results.h5 holds the same observables for the whole run and the bias-window summary.
 
+The trainer's MTP: a ``potential`` payload in the inbox (``{trainer group: {"mtp": path, "active_set":
+path, ...}}``, see ``pbahpc.mlip.trainer_engine``) switches the replica, before its next cycle, to ``pair_style
+mtp species <trainer.species> isolated zero active_set FILE`` + ``pair_coeff * * FILE <LAMMPS type order>``
+(``isolated zero``: insertion and deletion energies mirror each other). From then on every cycle records
+``gamma_max``, the largest per-atom extrapolation grade (``compute mtp/grade``) of its final configuration
+(NaN before), every kept frame carries ``gamma`` and ``candidate`` (1 when gamma_select < gamma < gamma_stop),
+and only the candidates are sent to the oracle. The active potential's paths are part of the checkpoint.
+
 Checkpoints hold LAMMPS's own binary restart (positions, velocities, box, fix npt and fix gcmc
 state) plus this engine's counters and RNG. A resumed replica continues the same Markov chain from the
 same state, but not bitwise: LAMMPS rebuilds neighbour lists in a different atom order after
@@ -46,6 +54,7 @@ from .windows import SUMMARY_COLUMNS, WindowSchedule
 KB_EV_PER_K = 8.617333262e-5
 _ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
 FIX_MD, FIX_CTL, FIX_GC = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc"
+GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
 
 
 def make_potential(gc) -> LammpsPotential:
@@ -82,13 +91,15 @@ class GcmcMdReplica:
         # the same stream on every rank of the replica: LAMMPS needs identical seeds everywhere
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.potential = make_potential(self.gc)
+        self.mtp_species = tuple(cfg.trainer.species)
+        self.mtp: dict[str, str] = {}  # {"mtp": path, "active_set": path} driving LAMMPS; {}: self.potential
         self.type_ins = self.potential.species.index(self.gc.inserted) + 1
         self.steps = self.gc.md_steps if self.gc.ensemble != "mc" else 1
         self.cycle = 0  # cycles done in the current iteration
         self.done = 0  # cycles done in total
         self.prev_counts = np.zeros(6)
         self.obs: dict[str, list] = {k: [] for k in ("N", "pe_eV", "bias_eV", "volume_A3", "cell", "accept",
-                                                      "target_N")}
+                                                      "target_N", "gamma_max")}
         self.frames: dict[str, dict[str, Any]] = {}
         self.windows = WindowSchedule(self.gc.bias)
         self._ctx: StepContext | None = None
@@ -103,7 +114,46 @@ class GcmcMdReplica:
         from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
         import lammps
 
+        self._plugin = False
         return lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=self.comm)
+
+    def _mtp_commands(self) -> None:
+        """pair_style mtp from self.mtp (the instance must have no MTP computes yet, or the same pair style)."""
+        from ..mlip.plugin import build_plugin
+
+        if not self._plugin:
+            self.lmp.command(f"plugin load {build_plugin()}")
+            self._plugin = True
+        self.lmp.command(f"pair_style mtp species {' '.join(self.mtp_species)} isolated zero "
+                         f"active_set {self.mtp['active_set']}")
+        self.lmp.command(f"pair_coeff * * {self.mtp['mtp']} {' '.join(self.potential.species)}")
+
+    def _grade_computes(self) -> None:
+        self.lmp.command(f"compute {GRADE} all mtp/grade")
+        self.lmp.command(f"compute {GRADE_MAX} all reduce max c_{GRADE}")
+
+    def _use_potential(self, payloads: dict[str, Any]) -> None:
+        """Switch to the newest MTP among the trainer payloads, if it is not the one in use already."""
+        new = [p for _, p in sorted(payloads.items()) if p and "mtp" in p]
+        if not new:
+            return
+        paths = {"mtp": str(new[-1]["mtp"]), "active_set": str(new[-1]["active_set"])}
+        if paths == self.mtp:
+            return
+        first = not self.mtp
+        self.mtp = paths
+        self._mtp_commands()
+        if first:
+            self._grade_computes()
+
+    def _gamma_max(self) -> float:
+        """The largest grade of the configuration of the last force evaluation (the end of the last run)."""
+        from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR
+
+        return float(self.lmp.extract_compute(GRADE_MAX, LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR))
+
+    def is_candidate(self, gamma: float) -> bool:
+        return bool(self.gc.gamma_select < gamma < self.gc.gamma_stop)
 
     @property
     def target_N(self) -> int | None:
@@ -169,6 +219,7 @@ class GcmcMdReplica:
         self.obs["volume_A3"].append(lmp.get_thermo("vol"))
         self.obs["cell"].append([lmp.get_thermo(k) for k in ("lx", "ly", "lz", "xy", "xz", "yz")])
         self.obs["target_N"].append(-1 if target is None else target)
+        self.obs["gamma_max"].append(self._gamma_max() if self.mtp else np.nan)
         self.windows.record(n)
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
@@ -179,6 +230,7 @@ class GcmcMdReplica:
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
         self._ctx = ctx
+        self._use_potential(inbox.get("potential") or {})
         try:
             while self.cycle < self.cycles:
                 if ctx.stop_requested():
@@ -191,8 +243,11 @@ class GcmcMdReplica:
                 self._observe()
                 if self.done % self.gc.frame_stride == 0:
                     atoms = atoms_from_lammps(self.lmp, self.potential.species)
-                    self.frames[f"{self.done:08d}"] = {"numbers": atoms.numbers, "positions_A": atoms.positions,
-                                                       "cell_A": np.asarray(atoms.cell)}
+                    frame = {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell)}
+                    if self.mtp:
+                        gamma = self.obs["gamma_max"][-1]
+                        frame.update(gamma=gamma, candidate=int(self.is_candidate(gamma)))
+                    self.frames[f"{self.done:08d}"] = frame
                 self.cycle += 1
                 self.done += 1
         finally:
@@ -201,7 +256,8 @@ class GcmcMdReplica:
                      float(np.mean(self.obs["N"][-self.cycles:])))
         if ctx.comm.Get_rank() == 0:
             self._write_iteration(ctx)
-        out, self.frames, self.cycle = {"candidates": self.frames}, {}, 0
+        sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
+        out, self.frames, self.cycle = {"candidates": sent}, {}, 0
         return out
 
     def _write_iteration(self, ctx: StepContext) -> None:
@@ -225,6 +281,7 @@ class GcmcMdReplica:
             os.unlink(path)
         return {"restart": data, "rng": encode_rng(self.rng), "cycle": self.cycle, "done": self.done,
                 "prev_counts": self.prev_counts, "frames": self.frames, "windows": self.windows.state(),
+                "mtp": dict(self.mtp),
                 "obs": {k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
 
     def load_state(self, s: dict[str, Any]) -> None:
@@ -236,8 +293,12 @@ class GcmcMdReplica:
         self.lmp.command(f"read_restart {path}")
         if self.comm.Get_rank() == 0:
             os.unlink(path)
-        for c in self.potential.commands:
-            self.lmp.command(c)
+        self.mtp = {k: str(v) for k, v in dict(s.get("mtp") or {}).items()}
+        if self.mtp:
+            self._mtp_commands()
+        else:
+            for c in self.potential.commands:
+                self.lmp.command(c)
         self.lmp.command("neighbor 2.0 bin")
         self.lmp.command("neigh_modify every 1 delay 0 check yes")
         self.rng = decode_rng(s["rng"])
@@ -245,8 +306,11 @@ class GcmcMdReplica:
         self.frames = s["frames"]
         self.windows.load_state(s["windows"])
         self.obs = {k: [list(r) if np.ndim(r) else r for r in v] for k, v in s["obs"].items()}
+        self.obs.setdefault("gamma_max", [np.nan] * len(self.obs["N"]))  # a checkpoint from before the MTP
         self._checked_step = -1
         self._configure(fresh=False)
+        if self.mtp:
+            self._grade_computes()
 
     def _tmp_restart(self) -> str:
         """A file name that only the replica's rank 0 uses (LAMMPS reads/writes restarts on rank 0)."""

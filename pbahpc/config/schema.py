@@ -120,6 +120,10 @@ class GcmcSection:
     """Keep a frame (a labelling candidate) every this many cycles."""
     stop_check_steps: int = field(default=100, metadata=_m(min=1))
     """MD steps between the collective checks for a stop request inside a LAMMPS run."""
+    gamma_select: float = field(default=2.0, metadata=_m(min=0.0))
+    """Once the trainer's MTP drives the replica: a frame is a labelling candidate when gamma_select <
+    gamma_max < gamma_stop (gamma_max: the largest per-atom MaxVol extrapolation grade of the frame)."""
+    gamma_stop: float = field(default=10.0, metadata=_m(min=0.0))
 
     def check(self, key: str) -> None:
         if self.structure == "file" and self.structure_file is None:
@@ -136,6 +140,8 @@ class GcmcSection:
             raise ConfigError(f"{key}.bias.phi_eV", "must be > 0 when targets_N are given")
         if self.bias.targets_N and not self.full_energy:
             raise ConfigError(f"{key}.full_energy", "must be true with a bias (the bias enters the full energy)")
+        if self.gamma_stop <= self.gamma_select:
+            raise ConfigError(f"{key}.gamma_stop", f"must be > gamma_select ({self.gamma_select}), got {self.gamma_stop}")
 
 
 @dataclass(frozen=True)
