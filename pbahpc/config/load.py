@@ -5,7 +5,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -18,19 +18,7 @@ T = TypeVar("T")
 def load(path: str | Path) -> Campaign:
     """Parse and validate ``path``; every problem is a one-line ``ConfigError`` naming file and key."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read file ({exc.strerror})", str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("", "not a UTF-8 text file", str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"{where}YAML syntax error: {problem}", str(path)) from None
+    data = read_yaml(path)
     try:
         cfg = build(Campaign, data, base_dir=path.resolve().parent)
     except ConfigError as exc:
@@ -38,6 +26,23 @@ def load(path: str | Path) -> Campaign:
     run_dir = cfg.campaign.run_dir or Path.cwd() / "runs" / cfg.campaign.name
     return dataclasses.replace(
         cfg, source=path.resolve(), campaign=dataclasses.replace(cfg.campaign, run_dir=run_dir.resolve()))
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; unreadable files and syntax errors as one-line ConfigErrors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read file ({exc.strerror})", str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("", "not a UTF-8 text file", str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{where}YAML syntax error: {problem}", str(path)) from None
 
 
 def read_on_root(comm, read: Callable[[], T], who: str = "pbahpc") -> T | None:

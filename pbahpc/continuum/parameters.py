@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-import yaml
 
+from ..config.load import read_yaml
 from ..config.validate import ConfigError, build
 from . import mapping
 from .cell import one_c_current_density
@@ -250,25 +250,11 @@ class ParameterSet:
 def load_parameters(path: str | Path) -> ParameterSet:
     """Read and resolve a P2D parameter file; every problem is a one-line ConfigError naming file and key."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     try:
         return _resolve(data, path)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.problem, str(path)) from None
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError("", f"cannot read file ({exc.strerror})", str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("", "not a UTF-8 text file", str(path)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError("", f"{where}YAML syntax error: {getattr(exc, 'problem', None) or 'invalid YAML'}",
-                          str(path)) from None
 
 
 def _numbers_as_constants(cls: type, data: Any) -> Any:
