@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("motep")
 
-from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
 from pbahpc.atomistic.structure import build_pba  # noqa: E402
 from pbahpc.mlip.mtp_file import read_mtp  # noqa: E402
 from pbahpc.mlip.templates import build_template  # noqa: E402
+from pbahpc.mlip.dataset import labelled_copy  # noqa: E402
 from pbahpc.mlip.train import labels, rmse, to_motep, train  # noqa: E402
 from pbahpc.oracle.teacher import TeacherCalculator  # noqa: E402
 
@@ -36,10 +36,7 @@ def labelled(calc_factory, count: int, seed: int, rattle: float = 0.05, random_s
         if random_species:
             atoms.symbols = rng.choice(SPECIES, len(atoms))
         atoms.calc = calc_factory()
-        results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-                   "stress": atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        out.append(atoms)
+        out.append(labelled_copy(atoms))
     return out
 
 

@@ -14,10 +14,10 @@ import tempfile
 import time
 
 import numpy as np
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from pbahpc.atomistic.structure import build_pba
 from pbahpc.mlip.templates import build_template
+from pbahpc.mlip.dataset import labelled_copy
 from pbahpc.mlip.train import _from_motep, initial, loss, rmse, to_motep, train
 from pbahpc.oracle.teacher import TeacherCalculator
 
@@ -33,10 +33,7 @@ def cells(count: int, seed: int):
         atoms = build_pba(1, n_na=int(rng.integers(0, 5)), rng=rng)
         atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
         atoms.calc = TeacherCalculator()
-        results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-                   "stress": atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        out.append(atoms)
+        out.append(labelled_copy(atoms))
     return out
 
 

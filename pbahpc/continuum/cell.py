@@ -399,9 +399,9 @@ class P2DCell:
     def _set_global(self, u: Array) -> None:
         self.u.getArray()[:] = u[self.xs:self.xe].ravel()
 
-    def gather(self) -> Array:
-        """The whole block array (n_nodes, dof) on every rank."""
-        mine = self.u.getArray(readonly=True).reshape(-1, self.dof)
+    def gather(self, X=None) -> Array:
+        """The whole block array (n_nodes, dof) of X (default: the state) on every rank."""
+        mine = (X or self.u).getArray(readonly=True).reshape(-1, self.dof)
         return np.concatenate(self.comm.allgather(np.array(mine)))
 
     # ---- observables ------------------------------------------------------------------------
@@ -462,8 +462,7 @@ class P2DCell:
 
     def fields(self, X=None) -> dict:
         """Particle concentrations per electrode as x (stoichiometry), shape (cells_x, cells_r), and c_e."""
-        mine = np.array((X or self.u).getArray(readonly=True).reshape(-1, self.dof))
-        u = np.concatenate(self.comm.allgather(mine))
+        u = self.gather(X)
         out = {"c_e_mol_m3": u[:, CE].copy(), "phi_e_V": u[:, PE].copy()}
         for name, r in zip(("anode", "cathode"), self.regions):
             out[f"{name}_x"] = r.particle.stoichiometry(u[r.start:r.stop, NE:NE + r.particle.slots])

@@ -40,11 +40,12 @@ class CondensedLU:
         prow = (row_node - cell.xs) * (dof - ne) + row_slot - ne
         pcol = (col_node - cell.xs) * (dof - ne) + col_slot - ne
         erow = (row_node - cell.xs) * ne + row_slot
+        ecol = (col_node - cell.xs) * ne + col_slot  # meaningful for the own node's columns only
         self._pp = ~e_row & ~e_col
         self._pe = ~e_row & e_col
         self._ep = e_row & ~e_col
         self._ee = e_row & e_col
-        self._idx = {"pp": (prow[self._pp], pcol[self._pp]), "pe": (prow[self._pe], erow_of(col_node, col_slot, cell.xs, ne)[self._pe]),
+        self._idx = {"pp": (prow[self._pp], pcol[self._pp]), "pe": (prow[self._pe], ecol[self._pe]),
                      "ep": (erow[self._ep], pcol[self._ep])}
         self.np_ = n_own * (dof - ne)
         self.n_e = n_own * ne
@@ -65,6 +66,7 @@ class CondensedLU:
         self.ksp.setOperators(self.S)
         self.ksp.setFromOptions()
         self._xe, self._be = self.S.createVecs()
+        self._node_of_p = np.repeat(np.arange(n_own), dof - ne)
 
     def update(self, values: np.ndarray) -> None:
         """Factor A_pp, form S from the Jacobian's values (same order as the cell's pattern)."""
@@ -110,13 +112,8 @@ class CondensedLU:
         self._be.getArray()[:] = bb[:, :ne].ravel() - self.A_ep @ y_p
         self.ksp.solve(self._be, self._xe)
         x_e = self._xe.getArray(readonly=True).reshape(-1, ne)
-        node_of_p = np.repeat(np.arange(self.n_own), dof - ne)
-        x_p = y_p - np.einsum("vp,pv->p", self.Z, x_e[node_of_p])
+        x_p = y_p - np.einsum("vp,pv->p", self.Z, x_e[self._node_of_p])
         out = x.getArray().reshape(-1, dof)
         out[:, :ne] = x_e
         out[:, ne:] = x_p.reshape(-1, dof - ne)
 
-
-def erow_of(node, slot, xs, ne):
-    """Local electrolyte index (owned numbering) of (node, slot)."""
-    return (node - xs) * ne + slot

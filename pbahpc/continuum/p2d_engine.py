@@ -19,22 +19,20 @@ class P2DEngine:
         from .cell import P2DCell
         from .parameters import load_parameters
 
-        with warnings.catch_warnings():  # the loader's inflation warning is printed by `pbahpc check`/p2d
+        with warnings.catch_warnings():  # the inflation warning is for `pbahpc p2d`, not every campaign rank
             warnings.simplefilter("ignore")
             self.params = load_parameters(cfg.continuum.parameters)
         self.out_dir = Path(cfg.campaign.run_dir) / "continuum"
         self.cell = P2DCell(self.params.cell, self.params.solver, comm)
         self.iteration = -1  # the iteration whose protocol the cell is running
-        self.finished = False
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
         if self.iteration != ctx.iteration:
             self.cell.set_initial_state()
-            self.iteration, self.finished = ctx.iteration, False
+            self.iteration = ctx.iteration
         self.cell.should_stop = ctx.stop_requested
         if not self.cell.advance(self.params.protocol):
             return None
-        self.finished = True
         result = self.cell.result()
         if ctx.comm.Get_rank() == 0:
             from .output import write_result
@@ -49,10 +47,10 @@ class P2DEngine:
         return {}
 
     def state(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "finished": int(self.finished), "cell": self.cell.state()}
+        return {"iteration": self.iteration, "cell": self.cell.state()}
 
     def load_state(self, s: dict[str, Any]) -> None:
-        self.iteration, self.finished = int(s["iteration"]), bool(s["finished"])
+        self.iteration = int(s["iteration"])
         self.cell.load_state(s["cell"])
 
     def results(self) -> dict[str, Any]:

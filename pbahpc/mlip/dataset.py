@@ -339,7 +339,7 @@ def write_training_set(atoms_list: Sequence[Atoms], directory: str | Path, *, na
 
 # ----------------------------------------------------------------------------- oracle MD
 
-def _labelled_copy(atoms: Atoms, info: dict) -> Atoms:
+def labelled_copy(atoms: Atoms, info: dict | None = None) -> Atoms:
     """A copy of ``atoms`` with its calculator's energy, forces and (if implemented) stress frozen."""
     # the calculator's forces, not the constrained ones (the MD's FixCom would remove their sum)
     results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(apply_constraint=False)}
@@ -351,7 +351,7 @@ def _labelled_copy(atoms: Atoms, info: dict) -> Atoms:
             pass
     frame = atoms.copy()  # copies positions, cell, momenta, info; not the calculator
     frame.set_constraint()  # the MD's FixCom is no label
-    frame.info.update(info)
+    frame.info.update(info or {})
     frame.calc = SinglePointCalculator(frame, **{k: np.array(v, copy=True) if k != "energy" else float(v)
                                                   for k, v in results.items()})
     return frame
@@ -410,7 +410,7 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
                        friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
 
         def keep(atoms=atoms, dyn=dyn, x=x):
-            frames.append(_labelled_copy(atoms, {"x_na": float(x), "step": int(dyn.nsteps),
+            frames.append(labelled_copy(atoms, {"x_na": float(x), "step": int(dyn.nsteps),
                                                  "temperature_K": float(temperature_K), "seed": int(seed)}))
 
         dyn.attach(keep, interval=every)
