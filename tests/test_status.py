@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from pbahpc.cli import main
-from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PIPELINE
 
 from conftest import ROOT, env, run_pbahpc, write_campaign
 
 ITERATIONS = 3
-FINAL_STEP = 4 * ITERATIONS  # one sync point per pipeline stage; the final checkpoint is at the last one
+FINAL_STEP = len(PIPELINE) * ITERATIONS  # one sync point per pipeline stage; the final checkpoint is at the last one
 
 
 def _campaign(tmp: Path, smoke: dict, name: str, **replicas) -> Path:
@@ -74,10 +74,11 @@ def test_completed_run(runs, capsys):
 def test_stopped_run_names_the_checkpoint_to_resume_from(runs, capsys):
     code, out, err = status(runs["failed"], capsys)
     assert code == EXIT_OK, err
-    # FailingReplica raises in iteration 1's first stage: the last sync point passed is the 4th
-    assert "iteration reached: 1/3 (checkpoint step 4, next stage 'sample')" in out
+    # FailingReplica raises in iteration 1's first stage: the last sync point passed ends iteration 0
+    step = len(PIPELINE)
+    assert f"iteration reached: 1/3 (checkpoint step {step}, next stage 'sample')" in out
     assert "status: not complete (no results.h5)" in out
-    assert "resume from ckpt-00000004.h5 (step 4)" in out
+    assert f"resume from ckpt-{step:08d}.h5 (step {step})" in out
     assert "error in error-rank1.log (1 entry), last:" in out and "injected failure" in out
     assert "campaign stopped" in out  # driver.log tail
 

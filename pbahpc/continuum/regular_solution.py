@@ -24,6 +24,8 @@ class RegularSolution:
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
         for payload in inbox.get("parameters", {}).values():
+            if payload is None:  # a trainer that sends no parameters (e.g. mtp)
+                continue
             self.params = {k: float(v) for k, v in payload.items()}
         if self.params is None:
             return {}

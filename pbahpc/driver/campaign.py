@@ -1,9 +1,16 @@
 """The campaign driver: role groups, stages with synchronisation points, checkpoint/restart.
 
 Every stage is run by the groups of one role; at its end all ranks meet at a synchronisation point
-(one non-blocking allreduce of [failed, stop requested, unfinished]). A finished stage's outputs are
-routed point-to-point from the producing group roots to the consuming group roots and broadcast in
-the consuming groups; then the next stage starts. Checkpoints are taken at synchronisation points.
+(one non-blocking allreduce of [failed, stop requested, unfinished, write failed, converged]). A
+finished stage's outputs are routed point-to-point from the producing group roots to the consuming
+group roots and broadcast in the consuming groups; then the next stage starts. Checkpoints are taken
+at synchronisation points.
+
+An iteration: replicas sample (candidates -> trainer), the trainer selects (selected -> oracle; an
+engine without ``select`` passes every candidate on), the oracle labels (labels and screening reasons
+-> trainer), the trainer retrains (potential -> replicas, parameters -> continuum), the continuum
+solves. A group root whose output carries ``"converged": True`` ends the campaign after that
+iteration (``campaign.stop_when_converged``); ``campaign.iterations`` is the budget.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from .layout import Group, RankLayout, split
 from .signals import StopSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
-_FAILED, _STOP, _UNFINISHED, _WRITE_FAILED = range(4)
+_FAILED, _STOP, _UNFINISHED, _WRITE_FAILED, _CONVERGED = range(5)
 
 
 @dataclass(frozen=True)
@@ -34,14 +41,29 @@ class Stage:
     name: str
     role: str
     sends: tuple[tuple[str, str], ...]  # (channel, destination role)
+    method: str = "step"  # the component method the stage calls
 
 
 PIPELINE = (
-    Stage("sample", "replicas", (("candidates", "oracle"),)),
-    Stage("label", "oracle", (("labels", "trainer"),)),
+    Stage("sample", "replicas", (("candidates", "trainer"), ("sampling", "trainer"))),
+    Stage("select", "trainer", (("selected", "oracle"),), method="select"),
+    Stage("label", "oracle", (("labels", "trainer"), ("screened", "trainer"))),
     Stage("train", "trainer", (("potential", "replicas"), ("parameters", "continuum"))),
     Stage("continuum", "continuum", ()),
 )
+
+
+def pipeline(layout: RankLayout) -> tuple[Stage, ...]:
+    """PIPELINE for this layout: without trainer ranks the candidates go straight to the oracle."""
+    if layout.of_role("trainer"):
+        return PIPELINE
+    sample = Stage("sample", "replicas", (("candidates", "oracle"),))
+    return (sample,) + PIPELINE[1:]
+
+
+def pass_on(ctx: component.StepContext, inbox: component.Inbox) -> dict[str, Any]:
+    """``select`` of an engine without its own: every candidate is selected, grouped by replica."""
+    return {"selected": dict(inbox.get("candidates", {}))}
 
 
 class StartupFailed(RuntimeError):
@@ -65,6 +87,7 @@ class Driver:
         self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.checkpoint.keep)
         self.writer = BackgroundWriter(self.store)  # used on rank 0 only
         self.comms = split(world, layout)
+        self.pipeline = pipeline(layout)
         self.mine = layout.groups_of(self.rank)
         seeds = dict(zip((g.name for g in layout.groups),
                          np.random.SeedSequence(cfg.campaign.seed).spawn(len(layout.groups))))
@@ -73,10 +96,12 @@ class Driver:
         self.inbox: dict[str, component.Inbox] = {g.name: {} for g in self.mine}
         self.outbox: dict[str, dict[str, Any] | None] = {g.name: None for g in self.mine}
         self.iteration = self.stage = self.syncs = 0
+        self.converged = False  # agreed at a sync point of the current iteration
         self.last_checkpoint: Path | None = None
         self._write_error: str | None = None  # rank 0: a background write failed; agreed on at the next sync
         self._last_ckpt_time = time.monotonic()
         self.timers = dict.fromkeys(("compute", "wait", "route", "checkpoint", "wall"), 0.0)
+        self.stage_times: list[tuple[int, int, float, float]] = []  # (iteration, stage, compute s, wait s) per sync
         self.components: dict[str, component.Component] = {}
         error = None
         try:
@@ -85,7 +110,7 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - agreed on below, like a failed stage
             error = f"rank {self.rank}: creating components failed: {type(exc).__name__}: {exc}"
             self._report_traceback(error)
-        if self._agree(np.array([error is not None, 0, 0, 0], dtype=np.int64), error)[_FAILED]:
+        if self._agree(np.array([error is not None, 0, 0, 0, 0], dtype=np.int64), error)[_FAILED]:
             self._fail(error)
             raise StartupFailed("components could not be created")
 
@@ -111,33 +136,40 @@ class Driver:
 
     def _loop(self) -> int:
         n_iter = self.cfg.campaign.iterations
-        while self.iteration < n_iter:
-            stage = PIPELINE[self.stage]
+        while self.iteration < n_iter and not (self.converged and self.stage == 0):
+            stage = self.pipeline[self.stage]
             groups = [g for g in self.mine if g.role == stage.role]
             if not self.layout.of_role(stage.role):
                 self._advance()  # a role with no ranks: its stage is skipped everywhere
                 continue
-            flags = np.zeros(4, dtype=np.int64)
+            flags = np.zeros(5, dtype=np.int64)
             error = None
             t = time.perf_counter()
             try:
                 for g in groups:
                     if self.outbox[g.name] is None:
-                        out = self.components[g.name].step(self._context(g), self.inbox[g.name])
-                        self.outbox[g.name] = out
+                        run = getattr(self.components[g.name], stage.method, None)
+                        if run is None:
+                            run = pass_on
+                        self.outbox[g.name] = run(self._context(g), self.inbox[g.name])
                     flags[_UNFINISHED] |= self.outbox[g.name] is None
+                    flags[_CONVERGED] |= self.rank == g.root and bool((self.outbox[g.name] or {}).get("converged"))
             except Exception as exc:  # noqa: BLE001 - reported to every rank at the sync point
                 flags[_FAILED] = 1
                 error = f"rank {self.rank} ({'/'.join(g.name for g in groups)}) failed in stage " \
                         f"'{stage.name}' of iteration {self.iteration}: {type(exc).__name__}: {exc}"
                 self._report_traceback(error)
-            self.timers["compute"] += time.perf_counter() - t
+            compute = time.perf_counter() - t
+            self.timers["compute"] += compute
             flags[_STOP] = self.stop.requested
             flags[_WRITE_FAILED] = self._write_error is not None
+            t = time.perf_counter()
             agreed = self._agree(flags, error)
+            self.stage_times.append((self.iteration, self.stage, compute, time.perf_counter() - t))
             if agreed[_FAILED] or agreed[_WRITE_FAILED]:
                 return self._fail(error or self._write_error)
             if not agreed[_UNFINISHED]:
+                self.converged |= bool(agreed[_CONVERGED]) and self.cfg.campaign.stop_when_converged
                 self._route(stage)
                 self._advance()
             self.syncs += 1
@@ -161,7 +193,8 @@ class Driver:
             self.stage = 0
             self.iteration += 1
             if self.rank == 0:
-                self.log.info("iteration %d/%d done", self.iteration, self.cfg.campaign.iterations)
+                self.log.info("iteration %d/%d done%s", self.iteration, self.cfg.campaign.iterations,
+                              ": converged" if self.converged else "")
 
     def _context(self, g: Group) -> component.StepContext:
         return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
@@ -280,7 +313,8 @@ class Driver:
         if self.rank == 0:
             # ``gathered`` went through pickling (p2p to rank 0, even from itself): a private copy
             # that the writer thread may read while the components go on.
-            payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs},
+            payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs,
+                                  "converged": int(self.converged)},
                        "groups": {name: {"inbox": ranks[0]["inbox"], "outbox": ranks[0]["outbox"],
                                          "ranks": {str(i): r["component"] for i, r in enumerate(ranks)}}
                                   for name, ranks in gathered.items()}}
@@ -338,6 +372,7 @@ class Driver:
         for r in reqs:
             r.wait()
         self.iteration, self.stage, self.syncs = (int(driver[k]) for k in ("iteration", "stage", "syncs"))
+        self.converged = bool(driver.get("converged", 0))
         self.last_checkpoint = path
         if self.rank == 0:
             self.log.info("resumed from %s (iteration %d, stage '%s')", path.name, self.iteration,
@@ -349,22 +384,26 @@ class Driver:
         gathered = self._collect(lambda g, c: c.results() if self.rank == g.root else None)
         if self.rank == 0:
             write_tree(self.run_dir / "results.h5", {"groups": {n: r[0] for n, r in gathered.items()}},
-                       meta={"campaign": self.cfg.campaign.name, "iterations": self.iteration})
+                       meta={"campaign": self.cfg.campaign.name, "iterations": self.iteration,
+                             "converged": int(self.converged)})
             self.log.info("campaign complete: %s", self.run_dir / "results.h5")
 
 
 def write_timings(driver: Driver, path: Path) -> None:
     """Per-rank seconds spent computing, waiting at sync points, routing, checkpointing (collective);
-    on rank 0 also the background writer's own seconds."""
+    on rank 0 also the background writer's own seconds; ``stages``: one [iteration, stage index
+    (``PIPELINE``), compute s, wait s] per synchronisation point of this launch."""
     mine = {k: round(float(v), 6) for k, v in driver.timers.items()}
+    mine["stages"] = [[i, s, round(c, 6), round(w, 6)] for i, s, c, w in driver.stage_times]
     if driver.writer.writes:
         mine.update(checkpoint_writes=driver.writer.writes,
                     checkpoint_write_s=round(driver.writer.write_seconds, 6))
     rows = driver.world.gather(mine, root=0)
     if driver.rank == 0:
         groups = {r: [g.name for g in driver.layout.groups_of(r)] for r in range(driver.layout.size)}
-        path.write_text(yaml.safe_dump({f"rank{r}": {"groups": groups[r], **t} for r, t in enumerate(rows)},
-                                       sort_keys=False))
+        path.write_text(yaml.safe_dump({"stages": [s.name for s in driver.pipeline],
+                                        **{f"rank{r}": {"groups": groups[r], **t} for r, t in enumerate(rows)}},
+                                       sort_keys=False, default_flow_style=None))
 
 
 def _fmt(sig: dict[str, int]) -> str:

@@ -60,6 +60,15 @@ class Component(Protocol):
         """Final results of this rank (the group root's are written to results.h5)."""
 
 
+def selected_batches(inbox: Inbox) -> list[tuple[str, Any]]:
+    """(replica group, batch) pairs an oracle is to label, in a fixed order: the trainer's selection
+    (``selected``: {trainer group: {replica group: batch}}), or, in a layout without trainer ranks, the
+    replicas' candidates as they are (``candidates``: {replica group: batch})."""
+    by_replica = {rep: batch for _, sel in sorted(inbox.get("selected", {}).items()) for rep, batch in (sel or {}).items()}
+    by_replica.update(inbox.get("candidates", {}))
+    return sorted((rep, batch) for rep, batch in by_replica.items() if batch is not None)
+
+
 Factory = Callable[[Campaign, Group, Any, np.random.SeedSequence], Component]
 _REGISTRY: dict[tuple[str, str], Factory] = {}
 

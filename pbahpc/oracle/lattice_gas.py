@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..atomistic.lattice_gas import descriptors
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext, register, selected_batches
 
 
 class LatticeGasOracle:
@@ -15,7 +15,7 @@ class LatticeGasOracle:
         self.labelled = 0
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
-        configs = [c for _, batch in sorted(inbox.get("candidates", {}).items()) for c in batch]
+        configs = [c for _, batch in selected_batches(inbox) for c in batch]
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         mine = {i: descriptors(configs[i].reshape((self.L,) * 3)) for i in range(rank, len(configs), size)}
         merged: dict[int, tuple[int, int]] = {}
