@@ -1,6 +1,7 @@
 """The GCMC-MD replica under the trainer's MTP: a "potential" payload in the inbox switches LAMMPS to pair_style
 mtp (isolated zero, the active set), every cycle records gamma_max of its final configuration, frames carry
-their gamma and only 2 < gamma < 10 go to the oracle, and a checkpoint round trip re-applies the potential.
+their gamma and only 2 < gamma < 10 go to the oracle, a checkpoint round trip re-applies the potential, and a
+grade above gamma_stop halts the replica and rolls it back to its last good cycle.
 
 The replica's LAMMPS types (Mn, Na) are in the opposite order to the MTP's species (trainer.species: Na, Mn),
 so the pair_coeff mapping is exercised too.
@@ -86,7 +87,9 @@ def potential(tmp_path_factory):
 
 
 def check_cycles(replica, frames, pot, als, cycles):
-    """pe_eV and gamma_max of the last ``cycles`` cycles against numpy on their frames."""
+    """pe_eV and gamma_max of the last ``cycles`` cycles against numpy on their frames (the cycle-end ones;
+    "<cycle>.<step>" frames come from within a cycle)."""
+    frames = {k: f for k, f in frames.items() if "." not in k}
     assert len(frames) == cycles
     for k, (name, frame) in enumerate(sorted(frames.items())):
         energy, gamma = reference(pot, als, frame)
@@ -94,17 +97,17 @@ def check_cycles(replica, frames, pot, als, cycles):
         assert replica.obs["pe_eV"][cycle] == pytest.approx(energy, rel=1e-8, abs=1e-10)
         assert replica.obs["gamma_max"][cycle] == pytest.approx(gamma, rel=1e-8)
         assert frame["gamma"] == replica.obs["gamma_max"][cycle]
-        assert frame["candidate"] == int(2.0 < gamma < 10.0)
+        assert frame["candidate"] == int(replica.gc.gamma_select < gamma < replica.gc.gamma_stop)
 
 
 def test_payload_switches_to_the_mtp_and_grades_every_cycle(tmp_path, potential):
     payload, host = potential
     pot, als = payload["mtp"], payload["active_set"]
-    cfg = config(tmp_path, host)
+    cfg = config(tmp_path, host, gamma_stop=1e9)  # a random potential: grades run high, no halts here
     replica = GcmcMdReplica(cfg, GROUP, MPI.COMM_SELF, np.random.SeedSequence(4))
     frames = {}
     keep = replica._write_iteration
-    replica._write_iteration = lambda ctx: (frames.update(replica.frames), keep(ctx))
+    replica._write_iteration = lambda ctx, done: (frames.update(replica.frames), keep(ctx, done))
     out = replica.step(context(1), {"potential": {"trainer": {}, "trainer-b": payload}})
     assert replica.mtp == {"mtp": pot, "active_set": als}
     check_cycles(replica, frames, pot, als, 4)
@@ -122,7 +125,7 @@ def test_payload_switches_to_the_mtp_and_grades_every_cycle(tmp_path, potential)
     assert resumed.mtp == replica.mtp
     frames.clear()
     keep = resumed._write_iteration
-    resumed._write_iteration = lambda ctx: (frames.update(resumed.frames), keep(ctx))
+    resumed._write_iteration = lambda ctx, done: (frames.update(resumed.frames), keep(ctx, done))
     resumed.step(context(2), {"potential": {"trainer": payload}})  # the same payload: nothing to redo
     check_cycles(resumed, frames, pot, als, 4)
     assert len(resumed.obs["gamma_max"]) == 8
@@ -148,3 +151,48 @@ def test_before_a_potential_every_frame_goes_out_ungraded_and_the_window_is_open
     with pytest.raises(ConfigError) as err:
         config(tmp_path, host, gamma_select=5.0, gamma_stop=4.0)
     assert err.value.key == "replicas.gcmc.gamma_stop"
+
+
+def sorted_rows(a):
+    a = np.asarray(a)
+    return a[np.lexsort(a.T[::-1])]
+
+
+def test_gamma_above_stop_halts_and_rolls_back_to_the_last_good_cycle(tmp_path, potential):
+    payload, host = potential
+    inbox = {"potential": {"trainer": payload}}
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    free = GcmcMdReplica(config(tmp_path / "a", host, gamma_stop=1e9), GROUP, MPI.COMM_SELF, np.random.SeedSequence(4))
+    free.step(context(1), inbox)
+    gammas = np.array(free.obs["gamma_max"])
+    free.lmp.close()
+    # a threshold that the first cycle stays below and a later one exceeds (same seed: same chain until then)
+    later = int(np.argmax(gammas[1:])) + 1
+    assert gammas[later] > gammas[0], gammas
+    stop = 0.5 * (gammas[:later].max() + gammas[later]) if gammas[:later].max() < gammas[later] else None
+    assert stop is not None, gammas
+    first_bad = int(np.argmax(gammas > stop))
+    replica = GcmcMdReplica(config(tmp_path / "b", host, gamma_stop=float(stop), gamma_select=0.0), GROUP,
+                            MPI.COMM_SELF, np.random.SeedSequence(4))
+    frames = {}
+    keep = replica._write_iteration
+    replica._write_iteration = lambda ctx, done: (frames.update(replica.frames), keep(ctx, done))
+    out = replica.step(context(1), inbox)
+    assert out["sampling"]["halted"] == 1 and out["sampling"]["halt_gamma"] == pytest.approx(gammas[first_bad])
+    assert len(replica.obs["N"]) == first_bad == len(out["candidates"]) == len(out["sampling"]["gamma_max"])
+    np.testing.assert_allclose(out["sampling"]["gamma_max"], gammas[:first_bad], rtol=1e-10)
+    assert replica.halts == [(1, first_bad, pytest.approx(gammas[first_bad]))]
+    # LAMMPS holds the configuration of the last good cycle again
+    from pbahpc.atomistic.lammps_setup import atoms_from_lammps
+
+    now = atoms_from_lammps(replica.lmp, replica.potential.species)
+    last = frames[max(frames)]
+    np.testing.assert_allclose(sorted_rows(now.positions), sorted_rows(last["positions_A"]), atol=1e-9)
+    # the next iteration goes on from there on fresh random streams: not a replay of the path to the halt
+    again = replica.step(context(2), inbox)
+    replay = again["sampling"]["halted"] and not len(again["sampling"]["gamma_max"]) \
+        and again["sampling"]["halt_gamma"] == pytest.approx(out["sampling"]["halt_gamma"])
+    assert not replay
+    assert replica.results()["halts"]["rows"].shape[0] == len(replica.halts) >= 1
+    replica.lmp.close()

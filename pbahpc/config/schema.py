@@ -24,6 +24,10 @@ class CampaignSection:
     run_dir: Path | None = field(default=None, metadata=_m(cwd=True))
     """Where checkpoints, logs and results go; relative to the working directory; default runs/<name>."""
     iterations: int = field(default=3, metadata=_m(min=1, max=1_000_000))
+    """The budget: at most this many iterations (sample, select, label, train, continuum)."""
+    stop_when_converged: bool = True
+    """End the campaign after the first iteration whose selection reports convergence (active learning:
+    every replica sampled with the MTP, none halted, nothing selected)."""
     abort_timeout_s: float = field(default=60.0, metadata=_m(gt=0.0))
     """How long a failed rank waits for the others to reach the next sync point before MPI_Abort."""
 
@@ -114,6 +118,10 @@ class GcmcSection:
     """MC translation attempts of inserted-species atoms per cycle."""
     max_displacement_A: float = field(default=1.0, metadata=_m(gt=0.0))
     full_energy: bool = True
+    overlap_cutoff_A: float = field(default=0.0, metadata=_m(min=0.0))
+    """fix gcmc ``overlap_cutoff``: insertions and moves that bring two atoms closer than this are rejected
+    outright (0: off). An MTP knows nothing below its training set's shortest distances, and an early one
+    can make such overlaps look favourable."""
     """Whole-system energy per trial (required for many-body/ML potentials and for the bias)."""
     bias: BiasSection = BiasSection()
     frame_stride: int = field(default=1, metadata=_m(min=1))
@@ -124,6 +132,12 @@ class GcmcSection:
     """Once the trainer's MTP drives the replica: a frame is a labelling candidate when gamma_select <
     gamma_max < gamma_stop (gamma_max: the largest per-atom MaxVol extrapolation grade of the frame)."""
     gamma_stop: float = field(default=10.0, metadata=_m(min=0.0))
+    """A replica whose configuration grades above this halts softly for the iteration and rolls back to
+    the end of its last good cycle (checked every ``gamma_check_steps`` MD steps by ``fix halt``)."""
+    gamma_check_steps: int = field(default=1, metadata=_m(min=1))
+    sample_without_mtp: bool = True
+    """Before the first MTP arrives: sample with ``potential`` and send every kept frame (true), or wait
+    and send nothing (false; e.g. when ``oracle.pretrain`` or ``trainer.initial_data`` provide the first fit)."""
 
     def check(self, key: str) -> None:
         if self.structure == "file" and self.structure_file is None:
@@ -212,6 +226,21 @@ class OracleSection:
     """engine teacher: the ASE calculator that labels frames -- teacher (the built-in reference), vasp
     (section ``vasp``) or ``{factory: package.module:Class, kwargs: {...}}``."""
     vasp: Vasp = Vasp()
+    @dataclass(frozen=True)
+    class Pretrain:
+        """Iteration 0: label frames of short Langevin MD with the oracle's calculator at these Na contents
+        (``pbahpc.mlip.dataset.generate_oracle_md``; the paper: 16 compositions x = 0.125 ... 2)."""
+
+        compositions_x: tuple[float, ...] = field(default=(), metadata=_m(min=0.0, max=2.0))
+        temperature_K: float = field(default=300.0, metadata=_m(gt=0.0))
+        steps: int = field(default=20, metadata=_m(min=0))
+        every: int = field(default=10, metadata=_m(min=1))
+        """Keep a frame every this many MD steps."""
+        timestep_fs: float = field(default=0.5, metadata=_m(gt=0.0, max=10.0))
+        cells: int = field(default=1, metadata=_m(min=1, max=8))
+        a_A: float = field(default=10.3, metadata=_m(gt=0.0))
+
+    pretrain: Pretrain = Pretrain()
     retries: int = field(default=2, metadata=_m(min=0, max=100))
     """Extra attempts for a frame whose calculation raised or timed out; then it is quarantined."""
     timeout_s: float | None = field(default=None, metadata=_m(gt=0.0))
@@ -240,6 +269,16 @@ class TrainerSection:
     """engine mtp: alternations of linear solve and radial L-BFGS steps per retraining (0: linear only)."""
     species: tuple[str, ...] = field(default=("Na", "Mn", "Fe", "C", "N"), metadata=_m(nonempty=True))
     """engine mtp: element symbols in MTP species order (index 0 first)."""
+    min_dist_A: float = field(default=1.0, metadata=_m(gt=0.0))
+    """engine mtp: the radial basis starts here (below the shortest bond: C-N is 1.15 A in a PBA)."""
+    max_dist_A: float = field(default=5.0, metadata=_m(gt=0.0))
+    """engine mtp: the cutoff radius."""
+    radial_basis_size: int = field(default=8, metadata=_m(min=2, max=64))
+    max_selected: int | None = field(default=None, metadata=_m(min=1))
+    """engine mtp: at most this many configurations selected per iteration (largest grade first)."""
+    initial_data: tuple[Path, ...] = field(default=(), metadata=_m(file=True))
+    """engine mtp: labelled configurations to start the training set with (extxyz, OUTCAR, vasprun.xml,
+    ML_AB, MLIP .cfg; ``pbahpc.mlip.dataset.read_labelled``); fitted in iteration 0's train stage."""
 
     def check(self, key: str) -> None:
         from ase.data import atomic_numbers
@@ -247,6 +286,8 @@ class TrainerSection:
         for i, symbol in enumerate(self.species):
             if symbol not in atomic_numbers or symbol == "X":
                 raise ConfigError(f"{key}.species[{i}]", f"not an element symbol: {symbol!r}")
+        if self.max_dist_A <= self.min_dist_A:
+            raise ConfigError(f"{key}.max_dist_A", f"must be > min_dist_A ({self.min_dist_A}), got {self.max_dist_A}")
         if len(set(self.species)) != len(self.species):
             raise ConfigError(f"{key}.species", f"repeats an element: {list(self.species)}")
 
