@@ -66,6 +66,7 @@ def report(run_dir: Path) -> list[str]:
     _progress(run_dir, total, resume, ckpts, lines)
     _logs(run_dir, lines)
     _outputs(run_dir, lines)
+    _learning(run_dir, lines)
     _timings(run_dir, lines)
     return lines
 
@@ -243,6 +244,28 @@ def _outputs(run_dir: Path, lines: list[str]) -> None:
         lines.append(f"continuum/: {len(p2d)} P2D output(s), newest {p2d[-1].name}")
     else:
         lines.append("continuum/: no P2D outputs")
+
+
+def _learning(run_dir: Path, lines: list[str]) -> None:
+    """The active-learning table (statistics.h5, written by the MTP trainer after each train stage)."""
+    from .mlip.statistics import read_statistics
+
+    path = run_dir / "statistics.h5"
+    if not path.exists():
+        lines.append("statistics.h5: none (no MTP trainer, or no iteration trained yet)")
+        return
+    try:
+        rows = read_statistics(path)["rows"]
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+        lines.append(f"statistics.h5: unreadable ({type(exc).__name__}: {exc})")
+        return
+    lines.append(f"statistics.h5 ({_age(None, path)}): active learning per iteration")
+    lines.append("  iter  cand   sel  inside  screened  halted  n_train  rmse_new F (eV/A)  rmse_train F (eV/A)")
+    for r in rows:
+        lines.append(f"  {r['iteration']:4.0f}  {r['candidates']:4.0f}  {r['selected']:4.0f}  {r['inside']:6.0f}  "
+                     f"{r['screened'] + r['quarantined']:8.0f}  {r['replicas_halted']:6.0f}  {r['n_train']:7.0f}  "
+                     f"{r['rmse_new_forces_eV_A']:17.4g}  {r['rmse_train_forces_eV_A']:19.4g}"
+                     + ("  converged" if r["converged"] else ""))
 
 
 def _timings(run_dir: Path, lines: list[str]) -> None:

@@ -57,7 +57,7 @@ def cu(a=3.6, rattle=0.0, seed=0, swap: str | None = None) -> Atoms:
 
 
 def run(oracle: AseOracle, frames: dict[str, Atoms]) -> dict:
-    return oracle.step(ctx(), {"candidates": {"r0": {k: frame(a) for k, a in frames.items()}}})["labels"]
+    return oracle.step(ctx(), {"selected": {"trainer": {"r0": {k: frame(a) for k, a in frames.items()}}}})["labels"]
 
 
 # --- test calculators (failure behaviour only) ----------------------------------------------------------

@@ -381,6 +381,9 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary
+    from ase.parallel import DummyMPI
+
+    serial = DummyMPI()  # ASE defaults to MPI_COMM_WORLD: a hidden collective under mpiexec
 
     try:  # ASE >= 3.28 deprecates MaxwellBoltzmannDistribution for thermalize_momenta
         from ase.md.velocitydistribution import thermalize_momenta
@@ -403,11 +406,11 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
             raise ValueError(f"x = {x} needs {n_ions:g} ions in {n_cells}^3 cells; use more cells or another x")
         atoms = build_pba(n_cells, a_A, n_na=round(n_ions), rng=rng, inserted=inserted)
         atoms.calc = calculator_factory() if calculator_factory is not None else calculator
-        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng, comm=serial)
         Stationary(atoms)
         atoms.set_constraint(FixCom())  # ASE's recommended replacement for Langevin(fixcm=True)
         dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
-                       friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+                       friction=friction_per_fs / units.fs, fixcm=False, rng=rng, comm=serial)
 
         def keep(atoms=atoms, dyn=dyn, x=x):
             frames.append(labelled_copy(atoms, {"x_na": float(x), "step": int(dyn.nsteps),

@@ -201,10 +201,12 @@ def initial(template: MTPData | int, species: tuple[str, ...], seed: int, *, min
 def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...], comm, *,
           weights: tuple[float, float, float] = DEFAULT_WEIGHTS, seed: int = 0, max_iter: int = 20,
           radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "cext",
-          log=None) -> tuple[MTPData, dict[str, float]]:
+          log=None, min_dist: float = 2.0, max_dist: float = 5.0,
+          radial_basis_size: int = 8) -> tuple[MTPData, dict[str, float]]:
     """Fit an MTP to ``configs`` (the same full list on every rank of ``comm``).
 
-    ``template``: an MTPData (untrained template, or a trained potential to continue from) or a level.
+    ``template``: an MTPData (untrained template, or a trained potential to continue from) or a level
+    (then ``min_dist``/``max_dist`` in A and ``radial_basis_size`` shape its radial basis).
     ``max_iter`` alternations of an exact linear solve and ``radial_steps`` L-BFGS iterations over the
     radial coefficients (``radial_steps=0``: linear fit only, radial coefficients kept); stops early when
     an alternation lowers the loss by less than ``tol`` relative. Returns the potential (identical on
@@ -212,7 +214,8 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     (evaluations of every configuration with derivatives).
     """
     species = tuple(species)
-    start = initial(template, species, seed)
+    start = initial(template, species, seed, min_dist=min_dist, max_dist=max_dist,
+                    radial_basis_size=radial_basis_size)
     theirs = to_motep(start, species)
     problem = _Problem(configs, theirs, species, comm, weights, engine)
     asm = theirs.alpha_scalar_moments

@@ -2,7 +2,16 @@
 
 The ``teacher`` engine labels with ``oracle.calculator``: ``TeacherCalculator`` (default, the reference
 standing in for DFT), the VASP preset, or any ASE calculator by factory (see ``calculators``).
-Frames are dealt round-robin over the oracle group's ranks and gathered on its root.
+Frames arrive on ``selected`` (``{trainer group: {replica group: {key: frame}}}``; see
+``driver.component.selected_batches``), are dealt
+round-robin over the oracle group's ranks and gathered on its root. Out: ``labels`` (``{"<replica>:<key>":
+labelled frame}``, the kept ones) and ``screened`` (this iteration's ``{"screened": {name: reason},
+"quarantined": {name: reason}}``).
+
+Pre-training (``oracle.pretrain.compositions_x``): in iteration 0 the group also runs short Langevin MD
+with its calculator at each composition (one composition per rank, round-robin) and labels its frames
+(``pretrain:x<x>:<step>``); they are screened like the others. A kill during iteration 0's label stage
+redoes this MD.
 
 Failures: an attempt that raises (any Exception) or runs past ``timeout_s`` is retried up to
 ``retries`` times; then the frame is quarantined with its reason (``Type: message``, one line) in
@@ -16,7 +25,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext, register, selected_batches
 from .calculators import CalculatorSource, deadline, one_line
 
 
@@ -44,6 +53,9 @@ class AseOracle:
     def __init__(self, cfg, group, comm, seed):
         self.oc = cfg.oracle
         self.calcs = CalculatorSource(cfg)
+        self.inserted = cfg.replicas.gcmc.inserted
+        seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self.seed = int(seq.generate_state(1)[0])  # pre-training MD: cages, velocities, Langevin noise
         self.labelled = self.discarded = 0
         self.reasons: dict[str, str] = {}  # screened out: why
         self.energies: dict[str, float] = {}  # eV, of every labelled frame, kept or not
@@ -66,32 +78,58 @@ class AseOracle:
                                 errors[-1])
         return {"oracle_error": errors[-1], "attempts": len(errors)}
 
+    def _pretrain(self, ctx: StepContext) -> dict[str, dict[str, Any]]:
+        """This rank's share of the pre-training frames, labelled (see the module docstring)."""
+        from ..mlip.dataset import generate_oracle_md
+
+        pt = self.oc.pretrain
+        rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
+        out = {}
+        for k, x in list(enumerate(pt.compositions_x))[rank::size]:
+            images = generate_oracle_md(
+                compositions_x=(x,), temperature_K=pt.temperature_K, steps=pt.steps, seed=self.seed + k,
+                every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A, inserted=self.inserted,
+                calculator_factory=lambda x=x: self.calcs.get(f"pretrain/x{x:g}"))
+            for atoms in images:
+                lab = {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell),
+                       "energy_eV": atoms.get_potential_energy(), "forces_eV_A": atoms.get_forces(),
+                       "stress_eV_A3": atoms.get_stress()}
+                out[f"pretrain/x{x:g}:{atoms.info['step']:06d}"] = lab
+            ctx.log.info("pre-training MD at x = %g: %d frames", x, len(images))
+        return out
+
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
-        frames = [(f"{rep}/{key}", frame) for rep, batch in sorted(inbox.get("candidates", {}).items())
-                  for key, frame in sorted((batch or {}).items())]
+        frames = [(f"{rep}/{key}", frame) for rep, batch in selected_batches(inbox)
+                  for key, frame in sorted(batch.items())]
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         mine = {name: self._label(ctx, name, frame) for name, frame in frames[rank::size]}
+        if ctx.iteration == 0 and self.oc.pretrain.compositions_x:
+            mine.update(self._pretrain(ctx))
         parts = ctx.comm.gather(mine, root=0)
         if rank != 0:
-            return {"labels": None}
-        kept = {}
+            return {"labels": None, "screened": None}
+        frames += sorted((name, None) for p in parts for name in p if name.startswith("pretrain/"))
+        kept, screened, quarantined = {}, {}, {}
         for name, _ in frames:  # candidate order, whichever rank labelled it
             lab = next(p[name] for p in parts if name in p)
+            key = name.replace("/", ":")
             if "oracle_error" in lab:
-                self.quarantined[name.replace("/", ":")] = lab["oracle_error"]
+                quarantined[key] = lab["oracle_error"]
                 self.failed_attempts += lab["attempts"]
                 continue
-            self.energies[name.replace("/", ":")] = lab["energy_eV"]
+            self.energies[key] = lab["energy_eV"]
             reason = screen(lab, self.oc.max_force_eV_A, self.oc.max_energy_eV)
             if reason:
-                self.reasons[name.replace("/", ":")] = reason
+                screened[key] = reason
             else:
-                kept[name.replace("/", ":")] = lab
+                kept[key] = lab
+        self.reasons.update(screened)
+        self.quarantined.update(quarantined)
         failed = sum("oracle_error" in p[n] for p in parts for n in p)
         self.labelled += len(frames) - failed
         self.discarded += len(frames) - failed - len(kept)
         ctx.log.info("labelled %d frames, kept %d, quarantined %d", len(frames) - failed, len(kept), failed)
-        return {"labels": kept}
+        return {"labels": kept, "screened": {"screened": screened, "quarantined": quarantined}}
 
     def state(self) -> dict[str, Any]:
         return {"labelled": self.labelled, "discarded": self.discarded, "reasons": dict(self.reasons),
