@@ -51,7 +51,10 @@ on_usr1() {
     [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] && kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
 }
 trap on_usr1 USR1   # set before srun starts: an untrapped USR1 would kill this shell
-srun --kill-on-bad-exit=0 pbahpc run "$campaign" &
+# PBAHPC_NODES / PBAHPC_NTASKS (optional) confine the pbahpc step to part of the allocation, leaving
+# the rest free for job steps the oracle launches (e.g. VASP, see jobscripts/production.sh).
+srun --kill-on-bad-exit=0 ${PBAHPC_NODES:+--nodes=$PBAHPC_NODES} ${PBAHPC_NTASKS:+--ntasks=$PBAHPC_NTASKS} \
+    pbahpc run "$campaign" &
 srun_pid=$!
 
 # `wait` returns >128 when a trap interrupts it; wait again until srun itself has exited.
