@@ -196,3 +196,22 @@ def test_gamma_above_stop_halts_and_rolls_back_to_the_last_good_cycle(tmp_path, 
     assert not replay
     assert replica.results()["halts"]["rows"].shape[0] == len(replica.halts) >= 1
     replica.lmp.close()
+
+
+def test_md_steps_inside_a_cycle_are_graded_and_the_most_extrapolative_is_kept(tmp_path, potential):
+    """NVT cycles of 6 MD steps, graded every 2nd step: each cycle adds one "<cycle>.<step>" frame from an
+    even step strictly inside the run, whose recorded gamma is the numpy grade of its configuration."""
+    payload, host = potential
+    cfg = config(tmp_path, host, ensemble="nvt", md_steps=6, timestep_fs=0.5, gamma_select=0.0, gamma_stop=1e9,
+                 gamma_check_steps=2, exchanges=0)
+    replica = GcmcMdReplica(cfg, GROUP, MPI.COMM_SELF, np.random.SeedSequence(8))
+    out = replica.step(context(1), {"potential": {"trainer": payload}})
+    inner = {k: f for k, f in out["candidates"].items() if "." in k}
+    assert len(inner) == 4  # one per cycle
+    for key, frame in inner.items():
+        cycle, step = (int(x) for x in key.split("."))
+        first = cycle * 6  # the replica starts at step 0; each cycle is one run of 6 steps
+        assert first < step < first + 6 and step % 2 == 0, key
+        _, gamma = reference(payload["mtp"], payload["active_set"], frame)
+        assert frame["gamma"] == pytest.approx(gamma, rel=1e-8)
+    replica.lmp.close()

@@ -274,3 +274,27 @@ def test_vasp_without_potcars_is_quarantined_not_fatal(tmp_path, monkeypatch):
     assert "\n" not in reason and reason.startswith("RuntimeError: ") and "No pseudopotential for Mn" in reason
     assert (tmp_path / "run" / "oracle-vasp" / "r0_f0").is_dir()
     assert oracle.state()["failed_attempts"] == 2
+
+
+def test_pretraining_md_in_iteration_0_is_labelled_screened_and_reported(tmp_path):
+    """oracle.pretrain: iteration 0 adds short teacher MD frames (step 0, 5, 10 at x = 0.5), labelled with
+    the configured calculator (checked against the teacher directly) and screened like any other frame."""
+    from pbahpc.oracle.teacher import TeacherCalculator
+
+    cfg = config(tmp_path, pretrain={"compositions_x": [0.5], "steps": 10, "every": 5}, max_force_eV_A=2.0)
+    oracle = AseOracle(cfg, None, MPI.COMM_SELF, np.random.SeedSequence(3))
+    out = oracle.step(ctx(), {"selected": {}})
+    names = sorted(set(out["labels"]) | set(out["screened"]["screened"]))
+    assert names == ["pretrain:x0.5:000000", "pretrain:x0.5:000005", "pretrain:x0.5:000010"]
+    calc = TeacherCalculator()
+    for name, lab in out["labels"].items():
+        atoms = Atoms(numbers=lab["numbers"], positions=lab["positions_A"], cell=lab["cell_A"], pbc=True)
+        atoms.calc = calc
+        assert lab["energy_eV"] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+        assert np.linalg.norm(lab["forces_eV_A"], axis=1).max() <= 2.0
+    for name, reason in out["screened"]["screened"].items():
+        assert reason.startswith("max |F|")
+    assert oracle.state()["labelled"] == 3
+    # later iterations do not repeat it
+    later = StepContext(MPI.COMM_SELF, None, 1, logging.getLogger("test-oracle"), lambda: False, lambda cb: cb)
+    assert oracle.step(later, {"selected": {}})["labels"] == {}

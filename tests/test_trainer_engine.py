@@ -122,3 +122,113 @@ def test_bad_trainer_config_is_one_line(tmp_path, bad, key):
     with pytest.raises(ConfigError) as err:
         load(campaign(tmp_path, **bad))
     assert err.value.key == key and "\n" not in str(err.value)
+
+
+def candidates_from(labels_payload, replica="replica-0"):
+    """The replicas' "candidates" shape, from labelled frames (labels dropped)."""
+    frames = {k.split(":")[1]: {f: v[f] for f in ("numbers", "positions_A", "cell_A")}
+              for k, v in labels_payload["labels"]["oracle"].items()}
+    return {replica: frames}
+
+
+def sampling(graded=1, halted=0, n=3):
+    return {"graded": graded, "halted": halted, "halt_gamma": 12.0 if halted else np.nan,
+            "gamma_max": np.linspace(1.0, 3.0, n)}
+
+
+def test_select_before_a_potential_takes_fresh_frames_up_to_the_cap(tmp_path, labels):
+    cfg = load(campaign(tmp_path, max_selected=3))
+    trainer = engine(cfg)
+    first, _ = labels
+    cands = candidates_from(first)  # 4 frames
+    twice = {**cands, "replica-1": {"x": cands["replica-0"]["00000000"]}}  # the same configuration again
+    out = trainer.select(context(0), {"candidates": twice, "sampling": {"replica-0": sampling(graded=0)}})
+    assert not out["converged"]
+    assert sorted(out["selected"]["replica-0"]) == ["00000000", "00000001", "00000002"]
+    row = trainer.stats[-1]
+    assert (row["candidates"], row["selected"], row["repeat"], row["cap"]) == (5, 3, 1, 1)
+    # next iteration: the three chosen are repeats now, the fourth is fresh
+    again = trainer.select(context(1), {"candidates": cands})["selected"]
+    assert {r: sorted(f) for r, f in again.items()} == {"replica-0": ["00000003"]}
+
+
+def test_select_with_a_potential_keeps_only_extrapolative_frames_and_reports_convergence(tmp_path, labels):
+    from pbahpc.mlip.selection import fingerprint
+    from pbahpc.mlip.trainer_engine import frame_atoms
+
+    cfg = load(campaign(tmp_path))
+    trainer = engine(cfg)
+    first, second = labels
+    pot = trainer.step(context(0), first)["potential"]
+    mtp, active = read_mtp(pot["mtp"]), read_active_set(pot["active_set"])
+    # the training frames themselves are inside the active set's span; the new ones may not be
+    cands = {**candidates_from(first, "replica-0"), **candidates_from(second, "replica-1")}
+    trained = {fingerprint(frame_atoms(c)) for c in trainer.configs.values()}
+    out = trainer.select(context(1), {"candidates": cands, "sampling": {"replica-0": sampling(),
+                                                                         "replica-1": sampling()}})
+    from pbahpc.mlip.active_set import basis_rows
+
+    for rep, frames in cands.items():
+        for key, frame in frames.items():
+            atoms = frame_atoms(frame)
+            species = trainer.species_indices(atoms)
+            gamma = active.grades(basis_rows(mtp, atoms, species), species).max()
+            chosen = key in out["selected"].get(rep, {})
+            if chosen:  # MaxVol adds a frame only if one of its rows extends the active set
+                assert gamma > 1 + 1e-3 and fingerprint(atoms) not in trained, (rep, key, gamma)
+            if rep == "replica-0":
+                assert not chosen and gamma <= 1 + 1e-6  # trained on: inside
+    assert out["selected"] and not out["converged"]
+    # nothing new and every replica graded without halting: converged; a halt or an ungraded replica: not
+    inside = {"replica-0": cands["replica-0"]}
+    assert trainer.select(context(2), {"candidates": inside, "sampling": {"replica-0": sampling()}})["converged"]
+    assert not trainer.select(context(3), {"candidates": inside,
+                                           "sampling": {"replica-0": sampling(halted=1)}})["converged"]
+    assert not trainer.select(context(4), {"candidates": inside,
+                                           "sampling": {"replica-0": sampling(graded=0)}})["converged"]
+
+
+def test_held_out_error_and_statistics_file(tmp_path, labels):
+    from pbahpc.mlip.statistics import read_statistics
+
+    cfg = load(campaign(tmp_path))
+    trainer = engine(cfg)
+    first, second = labels
+    pot = trainer.step(context(0), first)["potential"]
+    before = read_mtp(pot["mtp"])
+    screened = {"oracle": {"screened": {"replica-9:00000001": "E 1 eV > 0"}, "quarantined": {}}}
+    trainer.select(context(1), {"candidates": candidates_from(second), "sampling": {"replica-0": sampling()}})
+    trainer.step(context(1), {**second, "screened": screened})
+    new_atoms = trainer.atoms()[4:]
+    expected = rmse(before, SPECIES, new_atoms)  # the potential before retraining, on the new frames
+    rows = read_statistics(tmp_path / "run" / "statistics.h5")
+    last = rows["rows"][-1]
+    assert last["rmse_new_forces_eV_A"] == pytest.approx(expected["forces"], rel=1e-10)
+    assert last["rmse_new_energy_eV_atom"] == pytest.approx(expected["energy"], rel=1e-10)
+    assert (last["labelled"], last["screened"], last["n_train"]) == (3, 1, 7)
+    assert rows["reasons"] == {"iter-000001": {"replica-9:00000001": "E 1 eV > 0"}}
+    assert rows["gamma_histogram"][-1].sum() == 3  # three per-cycle grades reported
+    assert (tmp_path / "run" / "statistics.png").stat().st_size > 0
+
+
+def test_initial_data_is_fitted_in_the_first_train_stage(tmp_path, labels):
+    from pbahpc.mlip.dataset import write_training_set
+
+    first, _ = labels
+    images = [to_atoms_of(lab) for lab in first["labels"]["oracle"].values()]
+    for a in images[:2]:  # two frames without a stress label: kept, the stress term skips them
+        a.calc.results.pop("stress")
+    write_training_set(images, tmp_path, name="initial", species=SPECIES)
+    cfg = load(campaign(tmp_path, initial_data=[str(tmp_path / "initial.extxyz")]))
+    trainer = engine(cfg)
+    assert len(trainer.configs) == 4
+    out = trainer.step(context(0), {})["potential"]
+    assert out["n_train"] == 4
+    again = rmse(read_mtp(out["mtp"]), SPECIES, images)
+    assert again["forces"] == pytest.approx(out["rmse_forces_eV_A"], rel=1e-6)
+
+
+def to_atoms_of(lab):
+    from pbahpc.mlip.trainer_engine import to_atoms
+
+    return to_atoms({k: np.asarray(v) for k, v in lab.items()})

@@ -165,7 +165,7 @@ class MTPTrainer:
             for key, frame in sorted((batch or {}).items()):
                 names.append((rep, key))
                 atoms.append(frame_atoms(frame))
-        seen = set(self.chosen)
+        seen = self.chosen | self.seen  # selected before, or in the training set already
         skipped: dict[int, str] = {}
         if self.mtp is None:  # nothing to grade against yet: every fresh frame, in order
             picked = []
@@ -198,7 +198,7 @@ class MTPTrainer:
                "replicas_halted": halted}
         row["converged"] = int(self.mtp is not None and bool(reports) and graded == len(reports) and not halted
                                and not picked)
-        return selected, row, statistics.gamma_histogram(gammas), seen - self.chosen
+        return selected, row, statistics.gamma_histogram(gammas), seen - self.chosen - self.seen
 
     # -- train stage ---------------------------------------------------------------------------
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
