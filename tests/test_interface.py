@@ -1,0 +1,127 @@
+"""Two-phase supercells, Eq. 4 excess energy, Eq. 5 fit (synthetic), relaxation runner (teacher, real LAMMPS)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from pbahpc.atomistic.structure import build_pba
+from pbahpc.oracle.teacher import TeacherCalculator, teacher_potential
+from pbahpc.properties.interface import (EV_PER_A2_TO_J_PER_M2, excess_energy, fit_interface, interface_area_A2,
+                                         relax_energy, supercell_series, two_phase_supercell)
+
+A_CELL = 10.3
+
+
+def na_split(atoms):
+    na = np.array(atoms.get_chemical_symbols()) == "Na"
+    fx = atoms.get_scaled_positions()[na, 0]
+    return int(np.sum(fx < 0.5)), int(np.sum(fx >= 0.5))
+
+
+def test_supercell_series_counts_and_split():
+    series = supercell_series()
+    assert [a.info["n_cells"] for a in series] == [1, 2, 4, 8, 16, 32]
+    for n, atoms in zip((1, 2, 4, 8, 16, 32), series):
+        assert len(atoms) == 56 * n + 4 * n  # framework + x = 2 in half of the 8 n cages
+        assert na_split(atoms) == (4 * n, 0)
+        assert atoms.cell.lengths() == pytest.approx([A_CELL * n, A_CELL, A_CELL])
+        assert atoms.info["interface_area_A2"] == pytest.approx(A_CELL**2)
+        assert atoms.get_chemical_symbols().count("Fe") == 4 * n
+    # configurable cross-section and compositions (random arrangement)
+    a = two_phase_supercell(4, unit=(1, 2, 2), x_high=1.5, x_low=0.5, arrangement="random",
+                            rng=np.random.default_rng(0))
+    cells = 4 * 2 * 2
+    assert na_split(a) == (round(1.5 * 4 * cells / 2), round(0.5 * 4 * cells / 2))
+    assert interface_area_A2(a) == pytest.approx(4 * A_CELL**2)
+    # the Na sit on cage centres: same positions as a fully sodiated build
+    full = build_pba(1, n_na=8).repeat((4, 2, 2))
+    sites = full.positions[np.array(full.get_chemical_symbols()) == "Na"]
+    mine = a.positions[np.array(a.get_chemical_symbols()) == "Na"]
+    dist = np.linalg.norm(mine[:, None] - sites[None], axis=-1).min(axis=1)
+    assert dist.max() < 1e-8
+    # rhombohedral unit keeps the split
+    r = two_phase_supercell(2, rhombohedral_deg=-3.0)
+    assert na_split(r) == (8, 0)
+    assert r.get_volume() == pytest.approx(2 * A_CELL**3)  # the strain keeps the volume
+
+
+def test_excess_energy_and_covariance():
+    n = np.array([1, 2, 4])
+    e_hi, e_lo = -210.0, -197.0
+    E = 0.5 * n * e_hi + 0.5 * n * e_lo + np.array([0.1, 0.2, 0.3])
+    ex, cov = excess_energy(E, n, e_hi, e_lo, sigma_two_phase_eV=[0.01, 0.02, 0.03], sigma_high_per_cell_eV=0.1)
+    assert ex == pytest.approx([0.1, 0.2, 0.3])
+    assert cov[0, 0] == pytest.approx(0.01**2 + 0.25 * 0.01)
+    assert cov[1, 2] == pytest.approx(1.0 * 2.0 * 0.01)
+
+
+def synthetic(gamma, eps, n, area, vol_cell):
+    V = n * vol_cell
+    return 2 * area * gamma + eps * V, V
+
+
+def test_eq5_fit_recovers_gamma_and_strain():
+    n = np.array([1, 2, 4, 8, 16, 32], dtype=float)
+    area, vcell = A_CELL**2, A_CELL**3
+    gamma = 3e-3 / EV_PER_A2_TO_J_PER_M2  # 3 mJ/m^2 in eV/A^2
+    eps = 2e-5  # eV/A^3 (3.2 MJ/m^3)
+    exact, V = synthetic(gamma, eps, n, area, vcell)
+    f0 = fit_interface(exact, area, V, sigma_eV=0.01)
+    assert f0.gamma_J_per_m2 == pytest.approx(3e-3, rel=1e-9)
+    assert f0.strain_eV_per_A3 == pytest.approx(eps, rel=1e-9)
+    assert f0.strain_J_per_m3 == pytest.approx(eps * 1.602176634e11)
+    # noise growing with size (thermal averages of larger cells); 200 sets: scatter vs stated sigma
+    rng = np.random.default_rng(1)
+    sig = 0.004 * np.sqrt(n)
+    g, s, sg, ss = [], [], [], []
+    for _ in range(200):
+        f = fit_interface(exact + sig * rng.normal(size=n.size), area, V, sigma_eV=sig)
+        g.append(f.gamma_eV_per_A2)
+        s.append(f.strain_eV_per_A3)
+        sg.append(f.sigma_gamma_eV_per_A2)
+        ss.append(f.sigma_strain_eV_per_A3)
+    g, s = np.array(g), np.array(s)
+    assert abs(g.mean() - gamma) < 3 * g.std() / np.sqrt(200)
+    assert abs(s.mean() - eps) < 3 * s.std() / np.sqrt(200)
+    assert abs(g.std(ddof=1) / sg[0] - 1) < 0.2
+    assert abs(s.std(ddof=1) / ss[0] - 1) < 0.2
+    # unweighted fit (sigma from the scatter) is centred too
+    fu = fit_interface(exact + sig * rng.normal(size=n.size), area, V)
+    assert abs(fu.gamma_eV_per_A2 - gamma) < 4 * fu.sigma_gamma_eV_per_A2
+
+
+def test_reference_error_moves_strain_not_gamma():
+    n = np.array([1, 2, 4, 8], dtype=float)
+    area, vcell = A_CELL**2, A_CELL**3
+    gamma, eps = 2e-4, 1e-5
+    e_hi, e_lo = -210.0, -197.0
+    ex_true, V = synthetic(gamma, eps, n, area, vcell)
+    E = ex_true + 0.5 * n * (e_hi + e_lo)
+    delta = 0.05  # error of the sodiated reference per cell (eV)
+    ex, cov = excess_energy(E, n, e_hi + delta, e_lo, sigma_two_phase_eV=1e-3, sigma_high_per_cell_eV=0.05)
+    f = fit_interface(ex, area, V, cov_eV2=cov)
+    assert f.gamma_eV_per_A2 == pytest.approx(gamma, rel=1e-6)
+    assert f.strain_eV_per_A3 == pytest.approx(eps - 0.5 * delta / vcell, rel=1e-6)
+    # the shared reference error inflates sigma(strain), barely sigma(gamma)
+    f_ind = fit_interface(ex, area, V, sigma_eV=1e-3)
+    assert f.sigma_strain_eV_per_A3 > 10 * f_ind.sigma_strain_eV_per_A3
+    assert f.sigma_gamma_eV_per_A2 == pytest.approx(f_ind.sigma_gamma_eV_per_A2, rel=1e-6)
+
+
+def test_relax_runner_teacher():
+    pot = teacher_potential()
+    ideal = build_pba(1, n_na=0)
+    ideal.calc = TeacherCalculator()
+    e_ideal = ideal.get_potential_energy()  # the empty framework at a = 10.30 is the documented minimum
+    r = relax_energy(build_pba(1, n_na=0), pot, MPI.COMM_SELF, T_K=50.0, mode="minimize", npt_steps=300)
+    assert r.energy_eV == pytest.approx(e_ideal, abs=2e-3)
+    assert r.volume_A3 == pytest.approx(A_CELL**3, rel=2e-3)
+    ra = relax_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=300.0, mode="average", npt_steps=300,
+                      average_steps=600, sample_every=10)
+    assert ra.n_samples == 60 and np.isfinite(ra.sigma_eV) and ra.sigma_eV > 0
+    assert ra.energy_eV < 0 and len(ra.atoms) == 120
+    assert ra.interface_area_A2 == pytest.approx(A_CELL**2, rel=0.05)
+    # thermal average lies above the 0 K minimum of the same cell by ~ 3/2 k T per atom (harmonic)
+    rm = relax_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=50.0, mode="minimize", npt_steps=300)
+    assert 0 < ra.energy_eV - rm.energy_eV < 3.0 * 120 * 8.617e-5 * 300
