@@ -35,7 +35,8 @@ kept as frame ``<cycle>.<step>`` (the paper grades every step; one frame per cyc
 and MaxVol would reject most of its neighbours). ``fix halt`` checks the grade every ``gamma_check_steps`` MD steps: above
 ``gamma_stop`` the run stops, the replica rolls back to the end of its last good cycle (a restart file
 written after every cycle) and sits out the rest of the iteration ("halted"); it goes on from there
-with the next potential. ``sampling``: {"graded": 1 if an MTP drove this iteration, "halted": 0/1,
+with the next potential. A LAMMPS error during a run under the MTP (an unstable simulation between two
+grade checks) is a halt too. ``sampling``: {"graded": 1 if an MTP drove this iteration, "halted": 0/1,
 "halt_gamma", "gamma_max": per-cycle grades of this iteration}. The active potential's paths are part
 of the checkpoint. With ``sample_without_mtp: false`` a replica without an MTP sends nothing.
 
@@ -133,14 +134,13 @@ class GcmcMdReplica:
 
     def _mtp_commands(self) -> None:
         """pair_style mtp from self.mtp (the instance must have no MTP computes yet, or the same pair style)."""
-        from ..mlip.plugin import build_plugin
+        from ..mlip.plugin import build_plugin, mtp_commands
 
         if not self._plugin:
             self.lmp.command(f"plugin load {build_plugin()}")
             self._plugin = True
-        self.lmp.command(f"pair_style mtp species {' '.join(self.mtp_species)} isolated zero "
-                         f"active_set {self.mtp['active_set']}")
-        self.lmp.command(f"pair_coeff * * {self.mtp['mtp']} {' '.join(self.potential.species)}")
+        for c in mtp_commands(self.mtp["mtp"], self.mtp_species, self.potential.species, self.mtp["active_set"]):
+            self.lmp.command(c)
 
     def _grade_computes(self) -> None:
         self.lmp.command(f"compute {GRADE} all mtp/grade")
@@ -286,7 +286,20 @@ class GcmcMdReplica:
                     self._snapshot()
                 self._run_first = int(self.lmp.extract_global("ntimestep"))
                 self._best = (-np.inf, None)
-                self.lmp.command(f"run {self.steps}")
+                try:
+                    self.lmp.command(f"run {self.steps}")
+                except Exception as exc:  # noqa: BLE001 - LAMMPS raises on every rank of the replica alike
+                    if not self.mtp:
+                        raise
+                    # an MTP far outside its training set can blow up between two grade checks
+                    # ("Non-numeric pressure - simulation unstable"): a halt like gamma > gamma_stop
+                    halt_gamma = np.inf
+                    self.halts.append((ctx.iteration, self.done, halt_gamma))
+                    ctx.log.warning("T=%g K mu=%g eV: LAMMPS failed under the MTP after %d cycles (%s): halted, rolled "
+                                    "back to the last good cycle", self.T_K, self.mu_eV, self.cycle,
+                                    str(exc).strip().splitlines()[0])
+                    self._rollback()
+                    break
                 if self._interrupted:  # the chain goes on from here; this cycle is redone in full
                     self._interrupted = False
                     self.lmp.command("timer timeout off")

