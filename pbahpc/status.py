@@ -239,6 +239,9 @@ def _outputs(run_dir: Path, lines: list[str]) -> None:
             lines.append(f"replicas/{d.name}: {len(files)} iteration file(s){newest}")
     else:
         lines.append("replicas/: none (engine writes no per-iteration files)")
+    report = run_dir / "properties" / "report.txt"
+    lines.append(f"properties/: report.txt ({_age(None, report)})" if report.exists()
+                 else "properties/: no report (written after the final potential's properties runs)")
     p2d = sorted((run_dir / "continuum").glob("p2d-iter-*.h5"))
     if p2d:
         lines.append(f"continuum/: {len(p2d)} P2D output(s), newest {p2d[-1].name}")

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from pbahpc.cli import main
-from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PIPELINE
+from pbahpc.config import load
+from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_USAGE, syncs_per_iteration
 
 from conftest import ROOT, env, run_pbahpc, write_campaign
 
 ITERATIONS = 3
-FINAL_STEP = len(PIPELINE) * ITERATIONS  # one sync point per pipeline stage; the final checkpoint is at the last one
+# one sync point per stage with ranks (smoke on 2 ranks: no properties group); the final checkpoint is at the last
+SYNCS = syncs_per_iteration(load(ROOT / "inputs" / "smoke.yaml"), 4)  # the runs below: the same stages on 2
+FINAL_STEP = SYNCS * ITERATIONS
 
 
 def _campaign(tmp: Path, smoke: dict, name: str, **replicas) -> Path:
@@ -75,7 +78,7 @@ def test_stopped_run_names_the_checkpoint_to_resume_from(runs, capsys):
     code, out, err = status(runs["failed"], capsys)
     assert code == EXIT_OK, err
     # FailingReplica raises in iteration 1's first stage: the last sync point passed ends iteration 0
-    step = len(PIPELINE)
+    step = SYNCS
     assert f"iteration reached: 1/3 (checkpoint step {step}, next stage 'sample')" in out
     assert "status: not complete (no results.h5)" in out
     assert f"resume from ckpt-{step:08d}.h5 (step {step})" in out

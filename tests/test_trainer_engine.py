@@ -65,7 +65,8 @@ def test_potential_on_disk_reproduces_the_reported_rmse_and_set_grows_without_re
     first, second = labels
     out = trainer.step(context(0), first)["potential"]
     assert out["n_train"] == 4 and set(out) == {"mtp", "active_set", "iteration", "n_train", "rmse_energy_eV_atom",
-                                                "rmse_forces_eV_A", "rmse_stress_GPa"}
+                                                "rmse_forces_eV_A", "rmse_stress_GPa", "final"}
+    assert out["final"] is False  # iteration 0 of a budget of 2
     mtp = read_mtp(out["mtp"])
     assert out["mtp"].endswith("potentials/potential-000000.mtp")
     again = rmse(mtp, SPECIES, trainer.atoms())
@@ -74,8 +75,8 @@ def test_potential_on_disk_reproduces_the_reported_rmse_and_set_grows_without_re
     active = read_active_set(out["active_set"])
     assert len(active.rows) == len(SPECIES)
     # the same frames again (another oracle group too) add nothing; new frames grow the set
-    assert trainer.step(context(1), {"labels": {**first["labels"], "other": first["labels"]["oracle"]}}
-                        )["potential"] == out
+    same = trainer.step(context(1), {"labels": {**first["labels"], "other": first["labels"]["oracle"]}})["potential"]
+    assert same == {**out, "final": True}  # the budget's last iteration: the campaign ends after it
     both = {"labels": {"a": first["labels"]["oracle"], "b": second["labels"]["oracle"]}}
     out2 = trainer.step(context(2), both)["potential"]
     assert out2["n_train"] == 7 and out2["mtp"].endswith("potential-000002.mtp")

@@ -3,7 +3,7 @@
 
 Runs the same campaign twice in one session:
   * baseline: checkpoints only at the end (checkpoint.every larger than the number of sync points);
-  * measured: a checkpoint at every iteration (every len(PIPELINE) sync points) -- the production setting.
+  * measured: a checkpoint at every iteration (one checkpoint per iteration's sync points) -- the production setting.
 Prints per-rank shares of wall time (compute, waiting at sync points, routing, checkpoint, other
 driver bookkeeping), the time to write one checkpoint, and the measured/baseline wall ratio.
 Goal: driver + checkpoint <= 2 % of wall time.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from pbahpc.driver import PIPELINE
+from pbahpc.config import load
+from pbahpc.driver import syncs_per_iteration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,11 +65,12 @@ def main() -> None:
     base = yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
     base["replicas"].update(lattice=args.lattice, cycles=10, sweeps_per_cycle=args.sweeps)
     base["campaign"]["iterations"] = args.iterations
-    syncs = len(PIPELINE) * args.iterations
+    per_iteration = syncs_per_iteration(load(ROOT / "inputs" / "smoke.yaml"), args.ranks)
+    syncs = per_iteration * args.iterations
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = {}
-        for name, every in (("baseline", syncs + 1), ("measured", len(PIPELINE))):
+        for name, every in (("baseline", syncs + 1), ("measured", per_iteration)):
             cfg = {**base, "campaign": {**base["campaign"], "name": name, "run_dir": str(tmp / name)},
                    "checkpoint": {"keep": 3, "every": every}}
             results[name] = run(cfg, tmp, args.ranks)

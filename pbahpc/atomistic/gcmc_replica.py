@@ -66,6 +66,19 @@ FIX_MD, FIX_CTL, FIX_GC, FIX_HALT = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc", "pba
 GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
 
 
+def _check_overlap_cutoff(gc, atoms) -> None:
+    """With full_energy, fix gcmc's overlap test covers every pair: at or above the shortest distance
+    of the structure it rejects every move."""
+    if not (gc.full_energy and gc.overlap_cutoff_A > 0 and len(atoms) > 1):
+        return
+    from ase.neighborlist import neighbor_list
+
+    d = neighbor_list("d", atoms, gc.overlap_cutoff_A)
+    if len(d):
+        raise ValueError(f"replicas.gcmc.overlap_cutoff_A: {gc.overlap_cutoff_A} A with full_energy rejects every "
+                         f"move: the structure has atoms {d.min():.3f} A apart; use a smaller value or full_energy: false")
+
+
 def make_potential(gc) -> LammpsPotential:
     if gc.potential == "teacher":
         from ..oracle.teacher import teacher_potential
@@ -121,7 +134,9 @@ class GcmcMdReplica:
         self._best: tuple[float, dict[str, Any] | None] = (-np.inf, None)  # the cycle's best MD-step candidate
         self._interrupted = False
         self.lmp = self._open()
-        setup_lammps(self.lmp, initial_structure(self.gc, self.rng), self.potential)
+        atoms = initial_structure(self.gc, self.rng)
+        _check_overlap_cutoff(self.gc, atoms)
+        setup_lammps(self.lmp, atoms, self.potential)
         self._configure(fresh=True)
 
     # ------------------------------------------------------------------ LAMMPS set-up

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .validate import ConfigError
 
-ROLES = ("replicas", "trainer", "oracle", "continuum")
+ROLES = ("replicas", "trainer", "oracle", "properties", "continuum")
 
 
 def _m(**meta) -> dict:
@@ -50,6 +50,7 @@ class Layout:
     replicas: ReplicaRanks = ReplicaRanks()
     trainer: RoleRanks = RoleRanks()
     oracle: RoleRanks = RoleRanks()
+    properties: RoleRanks = RoleRanks()
     continuum: RoleRanks = RoleRanks()
 
 
@@ -121,7 +122,8 @@ class GcmcSection:
     overlap_cutoff_A: float = field(default=0.0, metadata=_m(min=0.0))
     """fix gcmc ``overlap_cutoff``: insertions and moves that bring two atoms closer than this are rejected
     outright (0: off). An MTP knows nothing below its training set's shortest distances, and an early one
-    can make such overlaps look favourable."""
+    can make such overlaps look favourable. With ``full_energy`` LAMMPS tests every pair of atoms, so it must
+    stay below the structure's shortest bond (C-N: 1.15 A in a PBA); the replica refuses it otherwise."""
     """Whole-system energy per trial (required for many-body/ML potentials and for the bias)."""
     bias: BiasSection = BiasSection()
     frame_stride: int = field(default=1, metadata=_m(min=1))
@@ -293,6 +295,65 @@ class TrainerSection:
 
 
 @dataclass(frozen=True)
+class PropertiesSection:
+    """Properties with the final MTP (paper Secs. II.D-F), run once: after the iteration that converged
+    or the last one of the budget. Each part is a list of independent runs, checkpointed one by one."""
+
+    @dataclass(frozen=True)
+    class Diffusion:
+        """NPT MD of PBA cells; MSD of the inserted species -> D(T, x); Arrhenius per x (Eqs. 1-3)."""
+
+        temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0))
+        """Empty: no diffusion runs."""
+        x_inserted: tuple[float, ...] = field(default=(1.0,), metadata=_m(min=0.0, max=2.0, nonempty=True))
+        cells: int = field(default=1, metadata=_m(min=1, max=64))
+        thermalise_ps: float = field(default=1.0, metadata=_m(min=0.0))
+        production_ps: float = field(default=5.0, metadata=_m(gt=0.0))
+        timestep_fs: float = field(default=1.0, metadata=_m(gt=0.0, max=10.0))
+        sample_every_steps: int = field(default=10, metadata=_m(min=1))
+
+    @dataclass(frozen=True)
+    class Interface:
+        """Two-phase supercells of 1..n cells along x, upper half at x_low (Eqs. 4-5): interface and strain energy."""
+
+        repeats: tuple[int, ...] = field(default=(), metadata=_m(min=1, max=256))
+        """Empty: no interface runs. The paper: 1 ... 32."""
+        x_high: float = field(default=2.0, metadata=_m(min=0.0, max=2.0))
+        x_low: float = field(default=0.0, metadata=_m(min=0.0, max=2.0))
+        temperature_K: float = field(default=300.0, metadata=_m(gt=0.0))
+        relax_ps: float = field(default=2.0, metadata=_m(gt=0.0))
+        timestep_fs: float = field(default=1.0, metadata=_m(gt=0.0, max=10.0))
+
+    @dataclass(frozen=True)
+    class FreeEnergy:
+        """Harmonic-bias GCMC windows over N_t (Eqs. 7-18) with the replicas' GCMC-MD settings."""
+
+        temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0))
+        """Empty: no free-energy runs. The paper: 300-700 K."""
+        targets_N: tuple[int, ...] = field(default=(), metadata=_m(min=0))
+        """Window centres (inserted atoms); empty: every N from 0 to the cell's site count."""
+        phi_eV: float = field(default=0.002, metadata=_m(gt=0.0))
+        mu_eV: float = 0.0
+        """Reservoir chemical potential of the windows (LAMMPS's convention); the bias holds N anyway."""
+        cycles_per_window: int = field(default=20, metadata=_m(min=2))
+        overlap_cutoff_A: float = field(default=1.0, metadata=_m(min=0.0))
+        """fix gcmc overlap_cutoff of the windows (they need full_energy: below the shortest bond)."""
+        max_halts: int = field(default=20, metadata=_m(min=1))
+        """Give the run up (reported, not fatal) after this many halts in a row without a finished cycle."""
+        equilibration_fraction: float = field(default=0.2, metadata=_m(min=0.0, max=0.9))
+
+    engine: str = field(default="mtp", metadata=_m(engine="properties"))
+    diffusion: Diffusion = Diffusion()
+    interface: Interface = Interface()
+    free_energy: FreeEnergy = FreeEnergy()
+    na_reference_eV: float | None = None
+    """Energy per atom (eV) of metallic Na with the same potential, for Eq. 31 voltages; unset: no voltages."""
+    p2d_template: Path | None = field(default=None, metadata=_m(file=True))
+    """A P2D parameter file (inputs/p2d-*.yaml) whose cathode particle receives mu(x), D and the interface
+    energy measured here; the result goes to the continuum group (``properties/p2d-parameters.yaml``)."""
+
+
+@dataclass(frozen=True)
 class ContinuumSection:
     engine: str = field(default="regular-solution", metadata=_m(engine="continuum"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
@@ -314,6 +375,7 @@ class Campaign:
     replicas: ReplicasSection = ReplicasSection()
     oracle: OracleSection = OracleSection()
     trainer: TrainerSection = TrainerSection()
+    properties: PropertiesSection = PropertiesSection()
     continuum: ContinuumSection = ContinuumSection()
     source: Path | None = field(default=None, metadata=_m(internal=True))
 

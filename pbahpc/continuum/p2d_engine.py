@@ -4,6 +4,10 @@ Each iteration runs the parameter set's protocol from the initial state on the c
 communicator. A stop request is checked every few time steps; the solver state (fields, time,
 protocol position, records) goes into the driver's checkpoint and the run continues from there.
 Each finished iteration writes run_dir/continuum/p2d-iter-<k>.h5 (output.py) on the group root.
+
+With a properties group that fills a template (``properties.p2d_template``), the engine waits for its
+``cell_parameters`` ({"path": parameter file}) and runs that file's protocol once, in the iteration it
+arrives (the campaign's last).
 """
 from __future__ import annotations
 
@@ -24,9 +28,28 @@ class P2DEngine:
             self.params = load_parameters(cfg.continuum.parameters)
         self.out_dir = Path(cfg.campaign.run_dir) / "continuum"
         self.cell = P2DCell(self.params.cell, self.params.solver, comm)
+        self.comm = comm
         self.iteration = -1  # the iteration whose protocol the cell is running
+        self.wait = bool(cfg.layout.properties.ranks and cfg.properties.p2d_template)
+
+    def _use(self, path: str) -> None:
+        """Rebuild the cell from a parameter file written by the properties group (collective)."""
+        from .cell import P2DCell
+        from .parameters import load_parameters
+
+        if Path(path) == Path(self.params.source):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.params = load_parameters(path)
+        self.cell = P2DCell(self.params.cell, self.params.solver, self.comm)
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
+        filled = [p["path"] for _, p in sorted(inbox.get("cell_parameters", {}).items()) if p]
+        if self.wait and not filled:
+            return {}
+        if filled:
+            self._use(filled[-1])
         if self.iteration != ctx.iteration:
             self.cell.set_initial_state()
             self.iteration = ctx.iteration
@@ -47,10 +70,11 @@ class P2DEngine:
         return {}
 
     def state(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "cell": self.cell.state()}
+        return {"iteration": self.iteration, "cell": self.cell.state(), "parameters": str(self.params.source)}
 
     def load_state(self, s: dict[str, Any]) -> None:
         self.iteration = int(s["iteration"])
+        self._use(str(s.get("parameters", self.params.source)))
         self.cell.load_state(s["cell"])
 
     def results(self) -> dict[str, Any]:

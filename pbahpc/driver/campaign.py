@@ -8,8 +8,9 @@ at synchronisation points.
 
 An iteration: replicas sample (candidates -> trainer), the trainer selects (selected -> oracle; an
 engine without ``select`` passes every candidate on), the oracle labels (labels and screening reasons
--> trainer), the trainer retrains (potential -> replicas, parameters -> continuum), the continuum
-solves. A group root whose output carries ``"converged": True`` ends the campaign after that
+-> trainer), the trainer retrains (potential -> replicas and properties, parameters -> continuum), the
+properties group computes properties with the final potential (cell parameters -> continuum), the
+continuum solves. A group root whose output carries ``"converged": True`` ends the campaign after that
 iteration (``campaign.stop_when_converged``); ``campaign.iterations`` is the budget.
 """
 from __future__ import annotations
@@ -48,7 +49,8 @@ PIPELINE = (
     Stage("sample", "replicas", (("candidates", "trainer"), ("sampling", "trainer"))),
     Stage("select", "trainer", (("selected", "oracle"),), method="select"),
     Stage("label", "oracle", (("labels", "trainer"), ("screened", "trainer"))),
-    Stage("train", "trainer", (("potential", "replicas"), ("parameters", "continuum"))),
+    Stage("train", "trainer", (("potential", "replicas"), ("potential", "properties"), ("parameters", "continuum"))),
+    Stage("properties", "properties", (("cell_parameters", "continuum"),)),
     Stage("continuum", "continuum", ()),
 )
 
@@ -59,6 +61,14 @@ def pipeline(layout: RankLayout) -> tuple[Stage, ...]:
         return PIPELINE
     sample = Stage("sample", "replicas", (("candidates", "oracle"),))
     return (sample,) + PIPELINE[1:]
+
+
+def syncs_per_iteration(cfg: Campaign, size: int) -> int:
+    """Synchronisation points per iteration: one per stage whose role has ranks in this layout."""
+    from .layout import plan
+
+    layout = plan(cfg, size)
+    return sum(1 for s in pipeline(layout) if layout.of_role(s.role))
 
 
 def pass_on(ctx: component.StepContext, inbox: component.Inbox) -> dict[str, Any]:

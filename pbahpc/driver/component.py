@@ -81,7 +81,7 @@ def register(role: str, engine: str) -> Callable[[Factory], Factory]:
 
 
 def _builtin_engines() -> None:
-    from .. import atomistic, continuum, mlip, oracle  # noqa: F401  (each registers its engines)
+    from .. import atomistic, continuum, mlip, oracle, properties  # noqa: F401  (each registers its engines)
 
 
 def check_engine(role: str, name: str) -> str | None:

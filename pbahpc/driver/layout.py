@@ -1,7 +1,7 @@
 """Rank layout: which MPI ranks serve which role group, and the sub-communicators for them.
 
 Replica groups take the first ranks (contiguous, so a replica sits on as few nodes as possible),
-then the dedicated trainer, oracle and continuum groups in that order. A ``shared`` role runs on
+then the dedicated trainer, oracle, properties and continuum groups in that order. A ``shared`` role runs on
 the first ``ranks`` ranks of the job, time-shared with the groups there (stages are synchronous).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..config import Campaign, ConfigError
 
-SERVICE_ROLES = ("trainer", "oracle", "continuum")
+SERVICE_ROLES = ("trainer", "oracle", "properties", "continuum")
 
 
 @dataclass(frozen=True)

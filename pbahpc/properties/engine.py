@@ -1,0 +1,190 @@
+"""The properties role (``properties.engine: mtp``): the paper's Secs. II.D-F with the final MTP.
+
+The engine waits for a ``potential`` payload marked ``final`` (the trainer marks the potential of the
+campaign's last iteration), then works through a fixed list of runs on its group's communicator, each
+collective over it: biased GCMC windows per temperature (free energy), NPT MD per (x, T) (diffusion),
+relaxed single-phase references and two-phase supercells (interface/strain energy, voltage, structure).
+Finished runs are kept in ``state()``; a free-energy run in progress keeps its replica's state, so a
+kill resumes at the window it was in. Then the group root analyses everything and writes
+``<run_dir>/properties/``: ``properties.h5`` (every number, checkpoint format), ``report.txt`` (each
+number beside the paper's), ``free_energy-<T>K.png``, and, with ``properties.p2d_template``,
+``p2d-parameters.yaml`` for the continuum group (``cell_parameters``: {"path": ...}).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import decode_rng, encode_rng
+from ..driver.component import Inbox, StepContext, register
+from ..driver.layout import Group
+
+FORMULA_UNITS_PER_CELL = 4  # Na_x Mn[Fe(CN)6] in the cubic PBA cell
+SITES_PER_FORMULA_UNIT = 2  # x_max = 2
+A2_PS_TO_M2_S = 1e-8
+
+
+class PropertiesEngine:
+    def __init__(self, cfg, group, comm, seed):
+        self.cfg, self.pc, self.comm = cfg, cfg.properties, comm
+        self.group = group
+        self.out_dir = Path(cfg.campaign.run_dir) / "properties"
+        seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self.rng = np.random.default_rng(seq)
+        self.potential: dict[str, Any] = {}
+        self.done: dict[str, dict[str, Any]] = {}  # run name -> its numbers
+        self.replica = None  # the free-energy run in progress (a GcmcMdReplica)
+        self.replica_run = ""
+        self.written = False
+
+    # ------------------------------------------------------------------ the runs
+    def runs(self) -> list[tuple[str, str, dict[str, Any]]]:
+        pc = self.pc
+        out = [(f"free_energy/T{T:g}", "free_energy", {"T_K": T}) for T in pc.free_energy.temperatures_K]
+        out += [(f"diffusion/x{x:g}/T{T:g}", "diffusion", {"x": x, "T_K": T})
+                for x in pc.diffusion.x_inserted for T in pc.diffusion.temperatures_K]
+        if pc.interface.repeats:
+            out += [(f"interface/reference/x{x:g}", "reference", {"x": x})
+                    for x in (pc.interface.x_low, pc.interface.x_high)]
+            out += [(f"interface/n{n}", "two_phase", {"n": n}) for n in pc.interface.repeats]
+        return out
+
+    def _mtp(self):
+        from ..mlip.plugin import mtp_potential
+        from ..oracle.teacher import teacher_potential
+
+        types = teacher_potential(inserted=self.cfg.replicas.gcmc.inserted).species  # (Na, Mn, Fe, C, N)
+        return mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types)
+
+    def _seed(self) -> int:
+        return int(self.rng.integers(1, 2**31 - 1))
+
+    def _run(self, ctx: StepContext, kind: str, p: dict[str, Any]) -> dict[str, Any] | None:
+        gc = self.cfg.replicas.gcmc
+        if kind == "free_energy":
+            return self._free_energy(ctx, p["T_K"])
+        if kind == "diffusion":
+            from ..atomistic.structure import build_pba
+            from .diffusion import diffusion_coefficient, run_md
+
+            d = self.pc.diffusion
+            atoms = build_pba(n=d.cells, a_A=gc.a_A, x_na=p["x"], rng=np.random.default_rng(self._seed()),
+                              inserted=gc.inserted)
+            steps = lambda ps: int(round(ps * 1000.0 / d.timestep_fs))  # noqa: E731
+            traj = run_md(atoms, self._mtp(), ctx.comm, p["T_K"], species=gc.inserted,
+                          thermalize_steps=steps(d.thermalise_ps), production_steps=steps(d.production_ps),
+                          dump_every=d.sample_every_steps, timestep_fs=d.timestep_fs, seed=self._seed())
+            fit = diffusion_coefficient(traj.positions_A, traj.dt_ps)
+            return {"x": p["x"], "T_K": p["T_K"], "D_A2_ps": fit.D_A2_per_ps, "sigma_A2_ps": fit.sigma_A2_per_ps,
+                    "linear_ok": int(fit.linear_ok), "lag_ps": fit.lag_ps, "msd_A2": fit.msd_A2}
+        from .interface import relax_energy, two_phase_supercell
+
+        it = self.pc.interface
+        if kind == "reference":
+            atoms = two_phase_supercell(1, a_A=gc.a_A, x_high=p["x"], x_low=p["x"], inserted=gc.inserted)
+        else:
+            atoms = two_phase_supercell(p["n"], a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low, inserted=gc.inserted)
+        steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
+        res = relax_energy(atoms, self._mtp(), ctx.comm, it.temperature_K, mode="minimize", npt_steps=steps,
+                           timestep_fs=it.timestep_fs, seed=self._seed())
+        final = res.atoms
+        return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
+                "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,
+                "cell_A": np.asarray(final.cell)}
+
+    def _free_energy(self, ctx: StepContext, T_K: float) -> dict[str, Any] | None:
+        """Biased GCMC-MD windows (one window per replica step) with the replicas' GCMC settings."""
+        from ..atomistic.gcmc_replica import GcmcMdReplica
+
+        if self.replica is None:
+            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(T_K), ctx.comm,
+                                         np.random.SeedSequence(self._seed()))
+            self.replica_run = f"T{T_K:g}"
+        inbox = {"potential": {"trainer": self.potential}}
+        stuck = 0  # halts in a row without a finished cycle: the MTP cannot sample these windows
+        while not self.replica.windows.finished and stuck < self.pc.free_energy.max_halts:
+            if ctx.stop_requested():
+                return None
+            out = self.replica.step(ctx, inbox)
+            if out is None:
+                return None
+            stuck = stuck + 1 if out["sampling"]["halted"] and not len(out["sampling"]["gamma_max"]) else 0
+        obs = self.replica.results()
+        if stuck:
+            ctx.log.warning("properties: free energy at %g K given up after %d halts in a row", T_K, stuck)
+        self.replica.lmp.close()
+        self.replica, self.replica_run = None, ""
+        return {"T_K": T_K, "failed": f"{stuck} halts in a row (the MTP leaves its domain)" if stuck else "",
+                **{k: obs[k] for k in ("N", "target_N", "volume_A3", "pe_eV", "gamma_max")}}
+
+    def _window_cfg(self, T_K: float):
+        fe, rep = self.pc.free_energy, self.cfg.replicas
+        gc = rep.gcmc
+        sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * gc.cells**3
+        targets = fe.targets_N or tuple(range(sites + 1))
+        c = fe.cycles_per_window
+        bias = dataclasses.replace(gc.bias, phi_eV=fe.phi_eV, targets_N=tuple(targets), rounds=1, min_cycles=c,
+                                   max_cycles=c)
+        # grades are recorded, but nothing is a candidate and nothing halts: the potential is final
+        gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A, gamma_select=1e299,
+                                   gamma_stop=1e300,
+                                   sample_without_mtp=True, frame_stride=10**9)
+        replicas = dataclasses.replace(rep, temperatures_K=(T_K,), mu_eV=(fe.mu_eV,), cycles=c, gcmc=gcmc)
+        return dataclasses.replace(self.cfg, replicas=replicas)
+
+    def _window_group(self, T_K: float) -> Group:
+        return Group(f"properties-free-energy-{T_K:g}K", "replicas", 0, self.group.ranks)
+
+    # ------------------------------------------------------------------ Component
+    def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
+        for _, p in sorted(inbox.get("potential", {}).items()):
+            if p:
+                self.potential = dict(p)
+        if not self.potential.get("final") or self.written:
+            return {}
+        for name, kind, p in self.runs():
+            if name in self.done:
+                continue
+            if ctx.stop_requested():
+                return None
+            ctx.log.info("properties: %s", name)
+            result = self._run(ctx, kind, p)
+            if result is None:
+                return None
+            self.done[name] = result
+        path = None
+        if ctx.comm.Get_rank() == 0:
+            from .report import analyse_and_write
+
+            path = analyse_and_write(self.cfg, self.done, self.out_dir, np.random.default_rng(self._seed()), ctx.log)
+        path = ctx.comm.bcast(path, root=0)
+        self.written = True
+        return {"cell_parameters": {"path": str(path)}} if path else {}
+
+    def state(self) -> dict[str, Any]:
+        return {"potential": dict(self.potential), "done": {k.replace("/", "|"): v for k, v in self.done.items()},
+                "rng": encode_rng(self.rng), "written": int(self.written), "replica_run": self.replica_run,
+                "replica": self.replica.state() if self.replica is not None else {}}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        from ..atomistic.gcmc_replica import GcmcMdReplica
+
+        self.potential = dict(s["potential"])
+        self.done = {k.replace("|", "/"): dict(v) for k, v in s["done"].items()}
+        self.rng = decode_rng(s["rng"])
+        self.written = bool(s["written"])
+        self.replica_run = str(s.get("replica_run", ""))
+        if self.replica_run:
+            T_K = float(self.replica_run[1:])
+            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(T_K), self.comm,
+                                         np.random.SeedSequence(0))
+            self.replica.load_state(s["replica"])
+
+    def results(self) -> dict[str, Any]:
+        return {"runs_done": len(self.done), "runs": len(self.runs()), "written": int(self.written)}
+
+
+register("properties", "mtp")(PropertiesEngine)

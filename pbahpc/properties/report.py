@@ -1,0 +1,241 @@
+"""Analysis of the properties runs, the report beside the paper's numbers, and the continuum parameters.
+
+x is Na per formula unit Na_x Mn[Fe(CN)6] (0..2); the free-energy code works in site fractions x/2.
+A quantity whose runs are missing, or whose estimate is not meaningful (a D not resolved from zero,
+no miscibility gap), is reported as such and the template's value stays in the P2D parameter file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import write_tree
+from .engine import A2_PS_TO_M2_S, FORMULA_UNITS_PER_CELL, SITES_PER_FORMULA_UNIT
+
+# The paper's values (Secs. III.B-E, Figs. 6-8), printed beside ours.
+PAPER = {
+    "D_poor_300K_m2_s": "7.75e-14 (x = 0.195, extrapolated)",
+    "D_rich_300K_m2_s": "3.99e-18 (x = 1.758, extrapolated)",
+    "Ea_poor_eV": "~0.3 (x = 0.195)",
+    "interface_energy_mJ_m2": "2.828 +- 1.71",
+    "strain_energy_MJ_m3": "37.655 +- 0.0875",
+    "binodals_300K_x": "0 and 1.95",
+    "binodals_400K_x": "0.02 and 1.58",
+    "mixing_max_300K_eV_fu": "0.06 at x = 0.7",
+    "lattice_rich": "rhombohedral a = 9.564 A",
+    "lattice_poor": "tetragonal a = b = 9.986, c = 9.983 A",
+}
+
+
+def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: np.random.Generator,
+                      log: logging.Logger) -> Path | None:
+    """Everything from the finished runs; returns the P2D parameter file written, if any."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"pbahpc properties report: campaign '{cfg.campaign.name}'", ""]
+    numbers: dict[str, Any] = {}
+    fe = _free_energy(cfg, done, out_dir, rng, lines, numbers)
+    diff = _diffusion(done, lines, numbers)
+    gamma = _interface(cfg, done, lines, numbers)
+    _voltage_structure(cfg, done, lines, numbers)
+    path = _continuum(cfg, fe, diff, gamma, out_dir, lines)
+    (out_dir / "report.txt").write_text("\n".join(lines) + "\n")
+    write_tree(out_dir / "properties.h5", {"numbers": numbers,
+                                           "runs": {k.replace("/", "|"): v for k, v in done.items()}},
+               meta={"units": "eV, A, K, m^2/s, J/m^2; x per formula unit", "campaign": cfg.campaign.name})
+    log.info("properties: report in %s", out_dir / "report.txt")
+    return path
+
+
+def _row(lines: list[str], name: str, value: str, paper: str | None = None) -> None:
+    lines.append(f"  {name:<34} {value:<34}" + (f" paper: {paper}" if paper else ""))
+
+
+# ------------------------------------------------------------------------------------- free energy
+def _free_energy(cfg, done, out_dir, rng, lines, numbers):
+    from .free_energy import analyse, bootstrap, plot_free_energy, windows_from_observables
+
+    pc, gc = cfg.properties, cfg.replicas.gcmc
+    sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * gc.cells**3
+    lines.append("Free energy (biased GCMC windows, MBAR, excess-mu polynomial, common tangent):")
+    first = None
+    for name, run in sorted((k, v) for k, v in done.items() if k.startswith("free_energy/")):
+        T = float(run["T_K"])
+        if str(run.get("failed", "")):
+            _row(lines, f"T = {T:g} K", f"not sampled: {run['failed']}")
+            continue
+        windows = windows_from_observables(run, phi_eV=pc.free_energy.phi_eV, T_K=T, mu_bias_eV=pc.free_energy.mu_eV,
+                                           pressure_bar=gc.pressure_bar,
+                                           equilibration_fraction=pc.free_energy.equilibration_fraction)
+        windows = [w.decorrelated() for w in windows]
+        try:
+            an = analyse(windows, sites, method="mbar", min_count=3)
+            boot = bootstrap(windows, sites, rng, n_boot=50, method="mbar", reference=an, min_count=3)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            _row(lines, f"T = {T:g} K", f"not analysable ({exc})")
+            continue
+        key = f"T{T:g}K"
+        x_fu = SITES_PER_FORMULA_UNIT  # site fraction -> x per formula unit
+        bin_x = None if an.binodal is None else tuple(x_fu * b for b in an.binodal)
+        spin_x = None if an.spinodal is None else tuple(x_fu * s for s in an.spinodal)
+        sb, ss = boot.sigma_binodal * x_fu, boot.sigma_spinodal * x_fu
+        numbers[key] = {"binodal_x": np.array(bin_x or (np.nan, np.nan)), "sigma_binodal_x": sb,
+                        "spinodal_x": np.array(spin_x or (np.nan, np.nan)), "sigma_spinodal_x": ss,
+                        "max_mixing_eV_fu": an.max_mixing_eV * x_fu,
+                        "mu_x": an.x * x_fu, "mu_eV": an.mu_eV, "sigma_mu_eV": an.sigma_eV}
+        paper = PAPER.get(f"binodals_{key.replace('T', '')}_x")
+        _row(lines, f"binodals at {T:g} K (x)",
+             "no miscibility gap" if bin_x is None else
+             f"{bin_x[0]:.3f} +- {sb[0]:.3f}, {bin_x[1]:.3f} +- {sb[1]:.3f}", paper)
+        _row(lines, f"spinodals at {T:g} K (x)", "none" if spin_x is None else
+             f"{spin_x[0]:.3f} +- {ss[0]:.3f}, {spin_x[1]:.3f} +- {ss[1]:.3f}")
+        _row(lines, f"max mixing energy at {T:g} K", f"{an.max_mixing_eV * x_fu:.4f} eV/f.u.",
+             PAPER["mixing_max_300K_eV_fu"] if T == 300 else None)
+        plot_free_energy(an, out_dir / f"free_energy-{T:g}K.png", boot=boot, x_scale=x_fu,
+                         title=f"{cfg.campaign.name}: {T:g} K")
+        first = first or (T, an)
+    if not any(k.startswith("free_energy/") for k in done):
+        _row(lines, "(no free-energy runs)", "")
+    lines.append("")
+    return first
+
+
+# ------------------------------------------------------------------------------------- diffusion
+def _diffusion(done, lines, numbers):
+    from .diffusion import arrhenius
+
+    lines.append("Na diffusion (NPT MD, MSD over all Na and time origins, automatic linear window):")
+    runs = [v for k, v in sorted(done.items()) if k.startswith("diffusion/")]
+    by_x: dict[float, list] = {}
+    for r in runs:
+        D, s = float(r["D_A2_ps"]) * A2_PS_TO_M2_S, float(r["sigma_A2_ps"]) * A2_PS_TO_M2_S
+        resolved = bool(r["linear_ok"]) and D > 2 * s
+        _row(lines, f"D(x = {r['x']:g}, T = {r['T_K']:g} K)",
+             f"{D:.3g} +- {s:.2g} m^2/s" + ("" if resolved else " (not resolved)"))
+        if resolved:
+            by_x.setdefault(float(r["x"]), []).append((float(r["T_K"]), D, s))
+    per_x = {}
+    for x, rows in sorted(by_x.items()):
+        T, D, s = (np.array(c) for c in zip(*rows))
+        if len(T) >= 2:
+            fit = arrhenius(T, D, s)
+            D300, s300, _ = fit.extrapolate(300.0)
+            _row(lines, f"Ea(x = {x:g})", f"{fit.Ea_eV:.3f} +- {fit.sigma_Ea_eV:.3f} eV",
+                 PAPER["Ea_poor_eV"] if x < 1 else None)
+            _row(lines, f"D(x = {x:g}, 300 K) extrapolated", f"{D300:.3g} +- {s300:.2g} m^2/s",
+                 PAPER["D_poor_300K_m2_s" if x < 1 else "D_rich_300K_m2_s"])
+            numbers[f"arrhenius_x{x:g}"] = {"Ea_eV": fit.Ea_eV, "sigma_Ea_eV": fit.sigma_Ea_eV, "D0_m2_s": fit.D0,
+                                           "D300_m2_s": D300, "sigma_D300_m2_s": s300}
+            per_x[x] = float(D300)
+        else:
+            per_x[x] = float(D[0])
+    if not runs:
+        _row(lines, "(no diffusion runs)", "")
+    lines.append("")
+    numbers["diffusion_m2_s"] = {f"x{x:g}": d for x, d in per_x.items()}
+    return per_x
+
+
+# ------------------------------------------------------------------------------------- interface
+def _interface(cfg, done, lines, numbers):
+    from .interface import excess_energy, fit_interface
+
+    it = cfg.properties.interface
+    lines.append("Interface and strain energy (two-phase supercells, Eqs. 4-5):")
+    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
+    cells = sorted((v for k, v in done.items() if k.startswith("interface/n")), key=lambda v: int(v["n"]))
+    if len(cells) < 2 or len(refs) < 2:
+        _row(lines, "(fewer than 2 supercells)", "")
+        lines.append("")
+        return None
+    e_hi = float(refs[it.x_high]["energy_eV"]) / float(refs[it.x_high]["cells"])
+    e_lo = float(refs[it.x_low]["energy_eV"]) / float(refs[it.x_low]["cells"])
+    n = np.array([float(c["cells"]) for c in cells])
+    ex, cov = excess_energy(np.array([float(c["energy_eV"]) for c in cells]), n, e_hi, e_lo)
+    fit = fit_interface(ex, np.array([float(c["area_A2"]) for c in cells]),
+                        np.array([float(c["volume_A3"]) for c in cells]))
+    g, sg = fit.gamma_J_per_m2 * 1e3, fit.sigma_gamma_J_per_m2 * 1e3
+    e, se = fit.strain_J_per_m3 * 1e-6, fit.sigma_strain_J_per_m3 * 1e-6
+    _row(lines, "interfacial energy", f"{g:.3g} +- {sg:.2g} mJ/m^2", PAPER["interface_energy_mJ_m2"])
+    _row(lines, "strain energy density", f"{e:.3g} +- {se:.2g} MJ/m^3", PAPER["strain_energy_MJ_m3"])
+    numbers["interface"] = {"n_cells": n, "excess_eV": ex, "gamma_mJ_m2": g, "sigma_gamma_mJ_m2": sg,
+                            "strain_MJ_m3": e, "sigma_strain_MJ_m3": se}
+    lines.append("")
+    return g * 1e-3 if g > 2 * sg else None
+
+
+# ------------------------------------------------------------------------------------- voltage, structure
+def _voltage_structure(cfg, done, lines, numbers):
+    from ase import Atoms
+
+    from .structure import classify_cell, lattice_parameters, mn_n_c_angles, volume_change_percent
+    from .voltage import average_voltage
+
+    it = cfg.properties.interface
+    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
+    lines.append("Voltage (Eq. 31) and structure of the relaxed single-phase cells:")
+    if len(refs) < 2:
+        _row(lines, "(no reference cells)", "")
+        lines.append("")
+        return
+    atoms = {x: Atoms(numbers=r["numbers"], positions=r["positions_A"], cell=r["cell_A"], pbc=True)
+             for x, r in refs.items()}
+    if cfg.properties.na_reference_eV is not None:
+        fu = FORMULA_UNITS_PER_CELL * float(refs[it.x_low]["cells"])
+        V = average_voltage(float(refs[it.x_low]["energy_eV"]), it.x_low, float(refs[it.x_high]["energy_eV"]),
+                            it.x_high, cfg.properties.na_reference_eV, formula_units=fu)
+        _row(lines, f"average voltage x = {it.x_low:g}..{it.x_high:g}", f"{V:.3f} V")
+        numbers["average_voltage_V"] = V
+    else:
+        _row(lines, "average voltage", "properties.na_reference_eV not set")
+    for x, a in sorted(atoms.items()):
+        p = lattice_parameters(a)
+        angles = mn_n_c_angles(a)
+        _row(lines, f"lattice at x = {x:g}",
+             f"{classify_cell(a)}: a b c = {p.a_A:.3f} {p.b_A:.3f} {p.c_A:.3f} A, "
+             f"angles {p.alpha_deg:.1f} {p.beta_deg:.1f} {p.gamma_deg:.1f}",
+             PAPER["lattice_rich" if x > 1 else "lattice_poor"])
+        _row(lines, f"Mn-N-C angle at x = {x:g}", f"{np.mean(angles):.1f} +- {np.std(angles):.1f} deg")
+    dv = volume_change_percent(atoms[it.x_high], atoms[it.x_low])
+    _row(lines, f"volume change x = {it.x_high:g} -> {it.x_low:g}", f"{dv:+.2f} %")
+    numbers["volume_change_percent"] = dv
+    lines.append("")
+
+
+# ------------------------------------------------------------------------------------- continuum
+def _continuum(cfg, fe, diffusion, gamma_J_m2, out_dir, lines) -> Path | None:
+    from .to_continuum import fill_template, write_parameters
+
+    pc = cfg.properties
+    lines.append("Continuum parameters:")
+    if pc.p2d_template is None:
+        _row(lines, "(properties.p2d_template not set)", "")
+        return None
+    mu_poly, sources = None, {"template": str(pc.p2d_template)}
+    if fe is not None and pc.na_reference_eV is not None:
+        T, an = fe
+        x = np.linspace(0.05, 1.95, 96)
+        mu_vs_na = an.fit.mu(x / SITES_PER_FORMULA_UNIT) - pc.na_reference_eV
+        mu_poly = np.polynomial.polynomial.polyfit(x, mu_vs_na, 5).tolist()
+        sources["mu_eV"] = f"free energy at {T:g} K minus properties.na_reference_eV, degree-5 fit in x"
+    D = None
+    if len(diffusion) >= 2:
+        xs = sorted(diffusion)
+        D = (diffusion[xs[0]], diffusion[xs[-1]])
+        sources["diffusivity_m2_s"] = f"D at x = {xs[0]:g} (poor) and {xs[-1]:g} (rich)"
+    if gamma_J_m2 is not None:
+        sources["interface_energy_J_m2"] = "two-phase supercell fit (Eq. 5)"
+    for key in ("mu_eV", "diffusivity_m2_s", "interface_energy_J_m2"):
+        _row(lines, key, "measured" if key in sources else "template's (no meaningful measurement)")
+    doc = fill_template(pc.p2d_template, mu_poly_eV=mu_poly, diffusivity_m2_s=D, interface_energy_J_m2=gamma_J_m2)
+    try:
+        path = write_parameters(doc, out_dir / "p2d-parameters.yaml", sources)
+    except Exception as exc:  # noqa: BLE001 - the measured set may not make a valid cell: say why, keep the template
+        _row(lines, "p2d-parameters.yaml", f"refused ({type(exc).__name__}: {exc}); the template is used")
+        doc = fill_template(pc.p2d_template)
+        path = write_parameters(doc, out_dir / "p2d-parameters.yaml", {"template": str(pc.p2d_template),
+                                                                         "measured set refused": str(exc)})
+    _row(lines, "written", str(path))
+    return path
