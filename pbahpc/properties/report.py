@@ -36,7 +36,8 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"pbahpc properties report: campaign '{cfg.campaign.name}'", ""]
     numbers: dict[str, Any] = {}
-    fe = _free_energy(cfg, done, out_dir, rng, lines, numbers)
+    with np.errstate(divide="ignore", invalid="ignore"):  # mu(x) = kT ln(x/(1-x)) + ... at the ends of plots
+        fe = _free_energy(cfg, done, out_dir, rng, lines, numbers)
     diff = _diffusion(done, lines, numbers)
     gamma = _interface(cfg, done, lines, numbers)
     _voltage_structure(cfg, done, lines, numbers)

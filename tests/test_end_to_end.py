@@ -1,0 +1,95 @@
+"""Active learning -> properties -> P2D cell under one mpiexec, stopped by a signal inside the properties
+stage and resumed: every run is done once, the report's numbers follow from the stored runs (Eqs. 4 and
+31 recomputed here), and the continuum group runs the parameter file the properties group wrote."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, env, pbahpc_cmd, run_pbahpc, write_campaign
+from pbahpc.checkpoint import read_checkpoint_file
+from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
+
+pytest.importorskip("motep")
+
+
+def campaign(tmp: Path) -> Path:
+    cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    cfg["campaign"].update(run_dir=str(tmp / "run"), iterations=8)
+    cfg["layout"].update(properties={"ranks": 2, "shared": True}, continuum={"ranks": 1, "shared": True})
+    cfg["replicas"].update(cycles=8)
+    cfg["replicas"]["gcmc"].update(md_steps=100)
+    cfg["trainer"].update(level=4, train_iterations=5)
+    template = yaml.safe_load((ROOT / "inputs" / "p2d-demo.yaml").read_text())
+    template["protocol"] = [{"charge": {"c_rate": 2.0, "until_V": 4.5}}]
+    (tmp / "p2d.yaml").write_text(yaml.safe_dump(template))
+    cfg["properties"] = {"free_energy": {"temperatures_K": [400.0], "cycles_per_window": 4},
+                         "diffusion": {"temperatures_K": [800.0], "x_inserted": [0.5, 1.5], "production_ps": 1.0,
+                                       "thermalise_ps": 0.2},
+                         "interface": {"repeats": [1, 2, 3], "relax_ps": 0.2},
+                         "na_reference_eV": -0.2188, "p2d_template": str(tmp / "p2d.yaml")}
+    cfg["continuum"] = {"engine": "p2d", "parameters": str(tmp / "p2d.yaml")}
+    return write_campaign(tmp / "e2e.yaml", cfg)
+
+
+def test_whole_campaign_with_a_stop_inside_the_properties_stage(tmp_path):
+    path = campaign(tmp_path)
+    run_dir = tmp_path / "run"
+    log = run_dir / "logs" / "properties.log"
+    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (log.exists() and "properties: diffusion/" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)  # MPICH's mpiexec forwards it to the ranks
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    out = run_pbahpc(2, "run", str(path), timeout=900)
+    assert out.returncode == EXIT_OK, out.stderr[-3000:]
+    assert "resumed from ckpt-" in out.stderr
+
+    # every run once, across both launches
+    names = [line.split("properties: ", 1)[1].strip() for line in log.read_text().splitlines()
+             if "pbahpc.properties: properties: " in line and "report" not in line]
+    assert sorted(names) == sorted(set(names)) and len(names) == 1 + 2 + 2 + 3, names
+
+    results, meta = read_checkpoint_file(run_dir / "results.h5")
+    assert meta.meta["converged"] == 1
+    props, _ = read_checkpoint_file(run_dir / "properties" / "properties.h5")
+    runs = props["runs"]
+    report = (run_dir / "properties" / "report.txt").read_text()
+    for section in ("Free energy", "Na diffusion", "Interface and strain", "Voltage", "Continuum parameters"):
+        assert section in report
+
+    # Eq. 31 from the stored single-phase energies: 2 Na per formula unit, 4 formula units per cell
+    lo, hi = runs["interface|reference|x0"], runs["interface|reference|x2"]
+    n_na = 2.0 * 4
+    expected = -(float(hi["energy_eV"]) - float(lo["energy_eV"]) - n_na * -0.2188) / n_na
+    assert float(props["numbers"]["average_voltage_V"]) == pytest.approx(expected, rel=1e-12)
+    assert f"{expected:.3f} V" in report
+    # Eq. 4 from the stored supercell energies
+    e_hi, e_lo = float(hi["energy_eV"]), float(lo["energy_eV"])
+    for k, n in enumerate((1, 2, 3)):
+        cell = runs[f"interface|n{n}"]
+        excess = float(cell["energy_eV"]) - n * (e_hi + e_lo) / 2
+        assert float(props["numbers"]["interface"]["excess_eV"][k]) == pytest.approx(excess, rel=1e-9, abs=1e-9)
+
+    # the continuum group ran the file the properties group wrote
+    from pbahpc.continuum.parameters import load_parameters
+
+    written = run_dir / "properties" / "p2d-parameters.yaml"
+    load_parameters(written)
+    outputs = sorted((run_dir / "continuum").glob("p2d-iter-*.h5"))
+    assert len(outputs) == 1
+    data, m = read_checkpoint_file(outputs[0])
+    assert Path(m.meta["parameters"]) == written
+    assert np.all(np.isfinite(np.asarray(data["voltage_V"]))) and len(data["voltage_V"]) > 3
