@@ -30,6 +30,8 @@ LAYOUT_B = {"replicas": {"ranks_each": 1}, "trainer": {"ranks": 1}, "oracle": {"
 
 def reduced_demo(tmp: Path, name: str, layout: dict = LAYOUT_A, **overrides) -> Path:
     cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    for section in ("properties", "continuum"):  # active learning only: the layouts here give them no ranks
+        cfg.pop(section, None)
     cfg["campaign"].update(name=name, run_dir=str(tmp / name), iterations=BUDGET)
     cfg["layout"] = layout
     cfg["replicas"].update(cycles=8)

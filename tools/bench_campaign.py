@@ -121,6 +121,8 @@ def mpi_env() -> tuple[Path, dict]:
 
 def campaign_config(args, run_dir: Path) -> tuple[dict, int]:
     cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    for section in ("properties", "continuum"):  # the active-learning part only: the layout below has no ranks for them
+        cfg.pop(section, None)
     cfg["campaign"].update(run_dir=str(run_dir), iterations=args.iterations)
     cfg["replicas"]["cycles"] = args.cycles
     cfg["replicas"]["gcmc"]["md_steps"] = args.md_steps

@@ -318,6 +318,8 @@ class PropertiesSection:
 
         repeats: tuple[int, ...] = field(default=(), metadata=_m(min=1, max=256))
         """Empty: no interface runs. The paper: 1 ... 32."""
+        unit_cells: int = field(default=1, metadata=_m(min=1, max=16))
+        """The repeated unit is unit_cells^3 PBA cells (the paper: 8, an 80 A cube)."""
         x_high: float = field(default=2.0, metadata=_m(min=0.0, max=2.0))
         x_low: float = field(default=0.0, metadata=_m(min=0.0, max=2.0))
         temperature_K: float = field(default=300.0, metadata=_m(gt=0.0))

@@ -83,10 +83,12 @@ class PropertiesEngine:
         from .interface import relax_energy, two_phase_supercell
 
         it = self.pc.interface
+        unit = (it.unit_cells,) * 3
         if kind == "reference":
-            atoms = two_phase_supercell(1, a_A=gc.a_A, x_high=p["x"], x_low=p["x"], inserted=gc.inserted)
+            atoms = two_phase_supercell(1, unit, a_A=gc.a_A, x_high=p["x"], x_low=p["x"], inserted=gc.inserted)
         else:
-            atoms = two_phase_supercell(p["n"], a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low, inserted=gc.inserted)
+            atoms = two_phase_supercell(p["n"], unit, a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low,
+                                        inserted=gc.inserted)
         steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
         res = relax_energy(atoms, self._mtp(), ctx.comm, it.temperature_K, mode="minimize", npt_steps=steps,
                            timestep_fs=it.timestep_fs, seed=self._seed())
