@@ -171,7 +171,7 @@ def _interface(cfg, done, lines, numbers):
 def _voltage_structure(cfg, done, lines, numbers):
     from ase import Atoms
 
-    from .structure import classify_cell, lattice_parameters, mn_n_c_angles, volume_change_percent
+    from .structure import classify_cell, lattice_parameters, mn_n_c_angles, na_coordination, rdf, volume_change_percent
     from .voltage import average_voltage
 
     it = cfg.properties.interface
@@ -199,6 +199,12 @@ def _voltage_structure(cfg, done, lines, numbers):
              f"angles {p.alpha_deg:.1f} {p.beta_deg:.1f} {p.gamma_deg:.1f}",
              PAPER["lattice_rich" if x > 1 else "lattice_poor"])
         _row(lines, f"Mn-N-C angle at x = {x:g}", f"{np.mean(angles):.1f} +- {np.std(angles):.1f} deg")
+        if "Na" in a.get_chemical_symbols():
+            coordination = na_coordination(a)
+            r, g = rdf(a, ("Na", "N"), r_max_A=5.0, bins=100)
+            _row(lines, f"Na coordination at x = {x:g}", f"{np.mean(coordination):.2f} N within 3.5 A; Na-N RDF "
+                                                          f"peak at {r[np.argmax(g)]:.2f} A")
+            numbers[f"na_coordination_x{x:g}"] = coordination
     dv = volume_change_percent(atoms[it.x_high], atoms[it.x_low])
     _row(lines, f"volume change x = {it.x_high:g} -> {it.x_low:g}", f"{dv:+.2f} %")
     numbers["volume_change_percent"] = dv
