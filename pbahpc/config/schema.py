@@ -332,6 +332,8 @@ class PropertiesSection:
 
         temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0))
         """Empty: no free-energy runs. The paper: 300-700 K."""
+        cells: int = field(default=0, metadata=_m(min=0, max=64))
+        """PBA cells per edge of the windows' cell; 0: the replicas' (replicas.gcmc.cells)."""
         targets_N: tuple[int, ...] = field(default=(), metadata=_m(min=0))
         """Window centres (inserted atoms); empty: every N from 0 to the cell's site count."""
         phi_eV: float = field(default=0.002, metadata=_m(gt=0.0))

@@ -124,7 +124,7 @@ class PropertiesEngine:
 
     def _window_cfg(self, T_K: float):
         fe, rep = self.pc.free_energy, self.cfg.replicas
-        gc = rep.gcmc
+        gc = dataclasses.replace(rep.gcmc, cells=fe.cells or rep.gcmc.cells)
         sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * gc.cells**3
         targets = fe.targets_N or tuple(range(sites + 1))
         c = fe.cycles_per_window

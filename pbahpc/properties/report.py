@@ -59,7 +59,7 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers):
     from .free_energy import analyse, bootstrap, plot_free_energy, windows_from_observables
 
     pc, gc = cfg.properties, cfg.replicas.gcmc
-    sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * gc.cells**3
+    sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * (pc.free_energy.cells or gc.cells)**3
     lines.append("Free energy (biased GCMC windows, MBAR, excess-mu polynomial, common tangent):")
     first = None
     for name, run in sorted((k, v) for k, v in done.items() if k.startswith("free_energy/")):
