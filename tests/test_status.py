@@ -129,3 +129,19 @@ def test_cli_without_mpi(runs):
                          env=env(), timeout=60)
     assert out.returncode == EXIT_OK, out.stderr
     assert "status: complete" in out.stdout
+
+
+def test_results_carry_the_driver_timers(runs):
+    """results.h5 holds every rank's timers and one (iteration, stage, compute, wait) row per sync point."""
+    from pbahpc.checkpoint import read_checkpoint_file
+
+    payload, meta = read_checkpoint_file(runs["done"] / "results.h5")
+    timings = payload["timings"]
+    assert sorted(timings) == ["rank00000", "rank00001"]
+    for t in timings.values():
+        rows = t["stages"]
+        assert rows.shape == (FINAL_STEP, 4)
+        assert sorted(set(rows[:, 0])) == list(range(ITERATIONS))
+        assert float(rows[:, 2].sum()) <= float(t["compute"]) + 1e-9 and float(rows[:, 3].sum()) <= float(t["wait"]) + 1e-9
+        assert 0 < float(t["compute"]) + float(t["wait"]) <= float(t["wall"])
+    assert meta.meta["stage_columns"] == "iteration stage compute_s wait_s"

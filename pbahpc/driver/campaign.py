@@ -138,7 +138,7 @@ class Driver:
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> int:
         self.timers = dict.fromkeys(self.timers, 0.0)  # time spent in the campaign loop only
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         try:
             return self._loop()
         finally:
@@ -173,9 +173,9 @@ class Driver:
             self.timers["compute"] += compute
             flags[_STOP] = self.stop.requested
             flags[_WRITE_FAILED] = self._write_error is not None
-            t = time.perf_counter()
+            waited = self.timers["wait"]
             agreed = self._agree(flags, error)
-            self.stage_times.append((self.iteration, self.stage, compute, time.perf_counter() - t))
+            self.stage_times.append((self.iteration, self.stage, compute, self.timers["wait"] - waited))
             if agreed[_FAILED] or agreed[_WRITE_FAILED]:
                 return self._fail(error or self._write_error)
             if not agreed[_UNFINISHED]:
@@ -392,10 +392,18 @@ class Driver:
     # ----------------------------------------------------------------------------- results
     def _write_results(self) -> None:
         gathered = self._collect(lambda g, c: c.results() if self.rank == g.root else None)
+        # the driver's own timers, always on (a few perf_counter calls per sync point): this launch's
+        # seconds per rank and one row (iteration, stage index, compute s, wait s) per sync point
+        timers = self.world.gather({**{k: float(v) for k, v in self.timers.items()},
+                                    "wall": time.perf_counter() - self._t0,
+                                    "stages": np.array(self.stage_times, dtype=np.float64).reshape(-1, 4)}, root=0)
         if self.rank == 0:
-            write_tree(self.run_dir / "results.h5", {"groups": {n: r[0] for n, r in gathered.items()}},
+            timings = {f"rank{r:05d}": t for r, t in enumerate(timers)}
+            write_tree(self.run_dir / "results.h5", {"groups": {n: r[0] for n, r in gathered.items()},
+                                                     "timings": timings},
                        meta={"campaign": self.cfg.campaign.name, "iterations": self.iteration,
-                             "converged": int(self.converged)})
+                             "converged": int(self.converged), "stages": [s.name for s in self.pipeline],
+                             "stage_columns": "iteration stage compute_s wait_s"})
             self.log.info("campaign complete: %s", self.run_dir / "results.h5")
 
 
