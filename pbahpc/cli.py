@@ -1,4 +1,4 @@
-"""Command line: ``pbahpc run|check|doctor|p2d|status``.
+"""Command line: ``pbahpc run|check|doctor|p2d|status|scaling``.
 
 Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
 75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
@@ -32,6 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     p2d.add_argument("--no-plots", action="store_true", help="write p2d.h5 only")
     st = sub.add_parser("status", help="report where a campaign stands (read-only, no MPI)")
     st.add_argument("run_dir", type=Path, help="the campaign's run directory")
+    sc = sub.add_parser("scaling", help="strong/weak scaling sweep (no mpiexec: it launches each point itself)")
+    scs = sc.add_subparsers(dest="scaling_command", required=True)
+    scr = scs.add_parser("run", help="run a sweep spec (see inputs/scaling-demo.yaml) and write the tables")
+    scr.add_argument("spec", type=Path, help="sweep spec YAML")
+    scr.add_argument("--out", type=Path, default=None, help="result directory (default: the spec's output)")
+    scr.add_argument("--ranks", type=int, nargs="+", default=None, help="run only these rank counts")
+    scr.add_argument("--kernels", nargs="+", default=None, help="run only these kernels")
+    scr.add_argument("--no-plots", action="store_true", help="write scaling.h5 and scaling.txt only")
+    scm = scs.add_parser("merge", help="merge result directories (e.g. one per SLURM job) into one table")
+    scm.add_argument("dirs", type=Path, nargs="+", help="result directories")
+    scm.add_argument("--out", type=Path, required=True, help="directory for the merged tables")
+    scm.add_argument("--no-plots", action="store_true")
     return p
 
 
@@ -45,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return status(args.run_dir)
     if args.command == "check":
         return _check(args.campaign, args.ranks)
+    if args.command == "scaling":
+        from .scaling.cli import main as scaling
+        return scaling(args)
     if args.command == "p2d":
         from mpi4py import MPI
 

@@ -1,0 +1,61 @@
+"""``pbahpc scaling run|merge`` (parsed in pbahpc/cli.py): one-line errors, exit 2 on bad input."""
+from __future__ import annotations
+
+import sys
+
+from ..config import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(args) -> int:
+    from .tables import format_table, merge
+
+    if args.scaling_command == "merge":
+        for d in args.dirs:
+            if not d.is_dir():
+                print(f"pbahpc scaling: merge: {d}: not a directory", file=sys.stderr)
+                return EXIT_USAGE
+        try:
+            table = merge(args.dirs, args.out, plots=not args.no_plots)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            print(f"pbahpc scaling: merge: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(format_table(table), end="")
+        print(f"[scaling] merged {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}: "
+              f"{len(table['rows'])} row(s) -> {args.out / 'scaling.h5'}", file=sys.stderr)
+        return EXIT_OK
+
+    from .sweep import load_spec, run_sweep, select
+
+    try:
+        spec = load_spec(args.spec)
+    except ConfigError as exc:
+        print(f"pbahpc scaling: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or spec.output
+    if out is None:
+        print(f"pbahpc scaling: {args.spec}: output: missing (or give --out DIR)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ranks and any(r < 1 for r in args.ranks):
+        print(f"pbahpc scaling: --ranks: must be >= 1, got {args.ranks}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.kernels and (bad := [k for k in args.kernels if k not in spec.kernels]):
+        print(f"pbahpc scaling: --kernels: {', '.join(bad)} not in the spec (it has {', '.join(spec.kernels)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not select(spec.points, args.ranks, args.kernels):
+        print(f"pbahpc scaling: --ranks: no point of the spec has {args.ranks} rank(s)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"pbahpc scaling: --out: cannot create directory {out} ({exc.strerror})", file=sys.stderr)
+        return EXIT_USAGE
+    table, failed = run_sweep(spec, out, args.ranks, args.kernels, plots=not args.no_plots,
+                              echo=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(table), end="")
+    print(f"[scaling] {len(table['rows'])} row(s) -> {out / 'scaling.h5'}, {out / 'scaling.txt'}"
+          + ("" if args.no_plots else f", {out / 'plots'}") + (f"; {failed} point(s) FAILED" if failed else ""),
+          file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
