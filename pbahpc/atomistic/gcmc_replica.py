@@ -309,6 +309,7 @@ class GcmcMdReplica:
                     # an MTP far outside its training set can blow up between two grade checks
                     # ("Non-numeric pressure - simulation unstable"): a halt like gamma > gamma_stop
                     halt_gamma = np.inf
+                    self._keep_best()
                     self.halts.append((ctx.iteration, self.done, halt_gamma))
                     ctx.log.warning("T=%g K mu=%g eV: LAMMPS failed under the MTP after %d cycles (%s): halted, rolled "
                                     "back to the last good cycle", self.T_K, self.mu_eV, self.cycle,
@@ -319,8 +320,7 @@ class GcmcMdReplica:
                     self._interrupted = False
                     self.lmp.command("timer timeout off")
                     return None
-                if self._best[1] is not None:
-                    self.frames[f"{self.done:08d}.{self._best[1]['step']:010d}"] = self._best[1]
+                self._keep_best()
                 if self.mtp and self._gamma_max() > self.gc.gamma_stop:
                     halt_gamma = self._gamma_max()
                     self.halts.append((ctx.iteration, self.done, halt_gamma))
@@ -353,6 +353,11 @@ class GcmcMdReplica:
                     "gamma_max": np.array(self.obs["gamma_max"][len(self.obs["gamma_max"]) - done:], dtype=float)}
         out, self.frames, self.cycle = {"candidates": sent, "sampling": sampling}, {}, 0
         return out
+
+    def _keep_best(self) -> None:
+        """The cycle's most extrapolative MD-step candidate, if any, becomes a frame."""
+        if self._best[1] is not None:
+            self.frames[f"{self.done:08d}.{self._best[1]['step']:010d}"] = self._best[1]
 
     def _snapshot(self) -> None:
         """Remember the current state as the last good one."""

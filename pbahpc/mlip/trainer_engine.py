@@ -147,8 +147,16 @@ class MTPTrainer:
     # -- select stage --------------------------------------------------------------------------
     def select(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
         """Choose what the oracle labels (on the group root; the others receive the outcome)."""
-        out = self._select(inbox) if ctx.comm.Get_rank() == 0 else None
-        selected, row, hist, chosen = ctx.comm.bcast(out, root=0)
+        out = error = None
+        if ctx.comm.Get_rank() == 0:
+            try:
+                out = self._select(inbox)
+            except Exception as exc:  # noqa: BLE001 - raised on every rank below, none is left in the bcast
+                error = exc
+        out, error = ctx.comm.bcast((out, error), root=0)
+        if error is not None:
+            raise error
+        selected, row, hist, chosen = out
         self.chosen.update(chosen)
         row["iteration"] = ctx.iteration
         self.stats.append(row)
