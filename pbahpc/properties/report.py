@@ -38,7 +38,12 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
     numbers: dict[str, Any] = {}
     with np.errstate(divide="ignore", invalid="ignore"):  # mu(x) = kT ln(x/(1-x)) + ... at the ends of plots
         fe = _free_energy(cfg, done, out_dir, rng, lines, numbers)
-    diff = _diffusion(done, lines, numbers)
+    cell_T = None
+    if cfg.properties.p2d_template is not None:
+        from ..config.load import read_yaml
+
+        cell_T = float(read_yaml(cfg.properties.p2d_template)["cell"]["temperature_K"])
+    diff = _diffusion(done, lines, numbers, cell_T)
     gamma = _interface(cfg, done, lines, numbers)
     _voltage_structure(cfg, done, lines, numbers)
     path = _continuum(cfg, fe, diff, gamma, out_dir, lines)
@@ -104,7 +109,8 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers):
 
 
 # ------------------------------------------------------------------------------------- diffusion
-def _diffusion(done, lines, numbers):
+def _diffusion(done, lines, numbers, cell_T: float | None):
+    """D per x, extrapolated (Arrhenius) to the cell's temperature for the continuum, and to 300 K to compare."""
     from .diffusion import arrhenius
 
     lines.append("Na diffusion (NPT MD, MSD over all Na and time origins, automatic linear window):")
@@ -129,7 +135,9 @@ def _diffusion(done, lines, numbers):
                  PAPER["D_poor_300K_m2_s" if x < 1 else "D_rich_300K_m2_s"])
             numbers[f"arrhenius_x{x:g}"] = {"Ea_eV": fit.Ea_eV, "sigma_Ea_eV": fit.sigma_Ea_eV, "D0_m2_s": fit.D0,
                                            "D300_m2_s": D300, "sigma_D300_m2_s": s300}
-            per_x[x] = float(D300)
+            per_x[x] = float(fit.extrapolate(cell_T)[0]) if cell_T else float(D300)
+            if cell_T:
+                _row(lines, f"D(x = {x:g}, {cell_T:g} K) for the cell", f"{per_x[x]:.3g} m^2/s")
         else:
             per_x[x] = float(D[0])
     if not runs:
