@@ -40,10 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     scr.add_argument("--ranks", type=int, nargs="+", default=None, help="run only these rank counts")
     scr.add_argument("--kernels", nargs="+", default=None, help="run only these kernels")
     scr.add_argument("--no-plots", action="store_true", help="write scaling.h5 and scaling.txt only")
+    scr.add_argument("--model", type=Path, default=None, metavar="COEFFS.json",
+                     help="also compare with the calibrated model (tools/scaling_model.py --calibrate)")
     scm = scs.add_parser("merge", help="merge result directories (e.g. one per SLURM job) into one table")
     scm.add_argument("dirs", type=Path, nargs="+", help="result directories")
     scm.add_argument("--out", type=Path, required=True, help="directory for the merged tables")
     scm.add_argument("--no-plots", action="store_true")
+    scm.add_argument("--model", type=Path, default=None, metavar="COEFFS.json",
+                     help="also compare with the calibrated model (tools/scaling_model.py --calibrate)")
     return p
 
 

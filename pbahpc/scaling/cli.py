@@ -8,9 +8,43 @@ from ..config import ConfigError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _coefficients(args):
+    """(coefficients or None, error line or None) of --model."""
+    if getattr(args, "model", None) is None:
+        return None, None
+    from .compare import load_coefficients
+
+    try:
+        return load_coefficients(args.model), None
+    except ValueError as exc:
+        return None, f"pbahpc scaling: --model: {exc}"
+
+
+def _model_report(args, coeffs, table: dict, dirs, out) -> int:
+    """Print the model comparison after the tables, store it in scaling.h5 and scaling.txt."""
+    from .compare import SKIPPED, compare, format_comparison, params_from_dirs, store
+
+    try:
+        rows = compare(table["rows"], coeffs, params=params_from_dirs(dirs))
+    except (KeyError, ValueError) as exc:
+        print(f"pbahpc scaling: --model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = format_comparison(rows, [k for k in SKIPPED if any(r["kernel"] == k for r in table["rows"])])
+    print("\n" + text, end="")
+    if rows:
+        store(out / "scaling.h5", rows, args.model)
+    with open(out / "scaling.txt", "a") as fh:
+        fh.write("\n" + text)
+    return EXIT_OK
+
+
 def main(args) -> int:
     from .tables import format_table, merge
 
+    coeffs, error = _coefficients(args)
+    if error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     if args.scaling_command == "merge":
         for d in args.dirs:
             if not d.is_dir():
@@ -22,6 +56,8 @@ def main(args) -> int:
             print(f"pbahpc scaling: merge: {exc}", file=sys.stderr)
             return EXIT_USAGE
         print(format_table(table), end="")
+        if coeffs is not None and _model_report(args, coeffs, table, args.dirs, args.out):
+            return EXIT_USAGE
         print(f"[scaling] merged {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}: "
               f"{len(table['rows'])} row(s) -> {args.out / 'scaling.h5'}", file=sys.stderr)
         return EXIT_OK
@@ -55,6 +91,8 @@ def main(args) -> int:
     table, failed = run_sweep(spec, out, args.ranks, args.kernels, plots=not args.no_plots,
                               echo=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(table), end="")
+    if coeffs is not None and _model_report(args, coeffs, table, [out], out):
+        return EXIT_USAGE
     print(f"[scaling] {len(table['rows'])} row(s) -> {out / 'scaling.h5'}, {out / 'scaling.txt'}"
           + ("" if args.no_plots else f", {out / 'plots'}") + (f"; {failed} point(s) FAILED" if failed else ""),
           file=sys.stderr)
