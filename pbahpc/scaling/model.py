@@ -236,7 +236,7 @@ def default_plan(quick: bool = False) -> list[Point]:
             Point("md", 1, 6, 2), Point("md", 2, 6, 1),
             Point("md", 1, 10, 1, held_out=True), Point("md", 2, 6, 2, held_out=True),
             Point("trial", 1, 6, 1), Point("trial", 1, 6, 2), Point("trial", 1, 8, 1, held_out=True),
-            Point("label", 1, cells=2), Point("label", 1, cells=3),
+            Point("label", 1, cells=1), Point("label", 1, cells=2), Point("label", 1, cells=3),
             Point("train", 1, 4, configs=8), Point("train", 1, 6, configs=4), Point("train", 1, 6, configs=8),
             Point("train", 1, 8, configs=4), Point("train", 1, 8, configs=8), Point("train", 1, 12, configs=4),
             Point("train", 2, 6, configs=8, held_out=True), Point("train", 1, 6, configs=16, held_out=True),
