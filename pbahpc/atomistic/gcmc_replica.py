@@ -126,7 +126,8 @@ class GcmcMdReplica:
         self.windows = WindowSchedule(self.gc.bias)
         self.halts: list[tuple[int, int, float]] = []  # (iteration, cycles done, gamma) of every halt
         # the end of the last good cycle, for a rollback (LAMMPS writes it from the replica's rank 0)
-        self._good = self.run_dir / "replicas" / group.name / "last-good.restart"
+        self.out_dir = self.run_dir / "replicas" / group.name  # its own name, also when a properties run drives it
+        self._good = self.out_dir / "last-good.restart"
         self._good_saved = False
         self._ctx: StepContext | None = None
         self._checked_step = -1
@@ -375,7 +376,7 @@ class GcmcMdReplica:
 
     def _write_iteration(self, ctx: StepContext, done: int) -> None:
         """This iteration's observables and frames, one file per iteration (a redone iteration rewrites it)."""
-        directory = self.run_dir / "replicas" / ctx.group.name
+        directory = self.out_dir
         directory.mkdir(parents=True, exist_ok=True)
         obs = {k: np.array(v[len(v) - done:], dtype=np.float64) for k, v in self.obs.items()}
         write_tree(directory / f"iter-{ctx.iteration:06d}.h5",
