@@ -57,6 +57,7 @@ import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng, write_tree
 from ..driver.component import Inbox, StepContext, register
+from ..mlip.dataset import frame_of
 from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
 from .windows import SUMMARY_COLUMNS, WindowSchedule
 
@@ -256,18 +257,13 @@ class GcmcMdReplica:
 
     def _grade_md_step(self, step: int) -> None:
         """Keep the configuration of this MD step if it is the cycle's most extrapolative candidate so far."""
-        from lammps import LMP_STYLE_ATOM, LMP_TYPE_VECTOR
-        from mpi4py import MPI
-
-        local = self.lmp.numpy.extract_compute(GRADE, LMP_STYLE_ATOM, LMP_TYPE_VECTOR)
-        gamma = self.comm.allreduce(float(np.max(local)) if local is not None and len(local) else 0.0, op=MPI.MAX)
+        gamma = self._gamma_max()  # the compute reduce fix halt evaluates at this step too: reduced once
         if self.is_candidate(gamma) and gamma > self._best[0]:
             atoms = atoms_from_lammps(self.lmp, self.potential.species)  # collective: all ranks are here
-            self._best = (gamma, {"numbers": atoms.numbers, "positions_A": atoms.positions,
-                                  "cell_A": np.asarray(atoms.cell), "gamma": gamma, "candidate": 1, "step": step})
+            self._best = (gamma, {**frame_of(atoms), "gamma": gamma, "candidate": 1, "step": step})
 
     # ------------------------------------------------------------------ sampling
-    def _observe(self) -> None:
+    def _observe(self, gamma_max: float) -> None:
         lmp = self.lmp
         n = int(round(lmp.extract_variable("pbahpc_nins")))
         target = self.target_N
@@ -278,7 +274,7 @@ class GcmcMdReplica:
         self.obs["volume_A3"].append(lmp.get_thermo("vol"))
         self.obs["cell"].append([lmp.get_thermo(k) for k in ("lx", "ly", "lz", "xy", "xz", "yz")])
         self.obs["target_N"].append(-1 if target is None else target)
-        self.obs["gamma_max"].append(self._gamma_max() if self.mtp else np.nan)
+        self.obs["gamma_max"].append(gamma_max)
         self.windows.record(n)
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
@@ -322,17 +318,18 @@ class GcmcMdReplica:
                     self.lmp.command("timer timeout off")
                     return None
                 self._keep_best()
-                if self.mtp and self._gamma_max() > self.gc.gamma_stop:
-                    halt_gamma = self._gamma_max()
+                gamma_end = self._gamma_max() if self.mtp else np.nan
+                if gamma_end > self.gc.gamma_stop:
+                    halt_gamma = gamma_end
                     self.halts.append((ctx.iteration, self.done, halt_gamma))
                     ctx.log.warning("T=%g K mu=%g eV: gamma %.3g > %g after %d cycles: halted, rolled back to the "
                                     "last good cycle", self.T_K, self.mu_eV, halt_gamma, self.gc.gamma_stop, self.cycle)
                     self._rollback()
                     break
-                self._observe()
+                self._observe(gamma_end)
                 if self.done % self.gc.frame_stride == 0:
                     atoms = atoms_from_lammps(self.lmp, self.potential.species)
-                    frame = {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell)}
+                    frame = frame_of(atoms)
                     if self.mtp:
                         gamma = self.obs["gamma_max"][-1]
                         frame.update(gamma=gamma, candidate=int(self.is_candidate(gamma)))

@@ -337,6 +337,26 @@ def write_training_set(atoms_list: Sequence[Atoms], directory: str | Path, *, na
     return xyz_path, cfg_path
 
 
+# ----------------------------------------------------------------------------- frames between roles
+
+def frame_atoms(frame: dict) -> Atoms:
+    """A frame as the roles send it ({numbers, positions_A, cell_A, ...}) as periodic ASE Atoms."""
+    return Atoms(numbers=frame["numbers"], positions=frame["positions_A"], cell=frame["cell_A"], pbc=True)
+
+
+def frame_of(atoms: Atoms) -> dict:
+    """The frame of ``atoms`` (numbers, positions_A, cell_A): what replicas send and oracles label."""
+    return {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell)}
+
+
+def from_atoms(atoms: Atoms) -> dict:
+    """A labelled Atoms (e.g. read from a file) as a training-set entry (stress NaN when unlabelled)."""
+    stress = (atoms.calc.results if atoms.calc is not None else {}).get("stress")
+    stress = np.full(6, np.nan) if stress is None else np.asarray(stress, dtype=float)
+    return {**frame_of(atoms), "energy_eV": atoms.get_potential_energy(), "forces_eV_A": atoms.get_forces(),
+            "stress_eV_A3": stress if stress.shape == (6,) else full_3x3_to_voigt_6_stress(stress.reshape(3, 3))}
+
+
 # ----------------------------------------------------------------------------- oracle MD
 
 def labelled_copy(atoms: Atoms, info: dict | None = None) -> Atoms:

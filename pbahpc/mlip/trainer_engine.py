@@ -35,6 +35,7 @@ from ase.data import atomic_numbers
 from ..checkpoint import decode_rng, encode_rng
 from ..driver.component import Inbox, StepContext, register
 from . import statistics
+from .dataset import frame_atoms, from_atoms
 from .mtp_file import MTPData
 from .selection import fingerprint
 
@@ -51,21 +52,6 @@ def to_atoms(config: dict[str, Any]) -> Atoms:
     atoms.calc = SinglePointCalculator(atoms, energy=float(config["energy_eV"]),
                                        forces=np.array(config["forces_eV_A"], dtype=float), **extra)
     return atoms
-
-
-def frame_atoms(frame: dict[str, Any]) -> Atoms:
-    return Atoms(numbers=frame["numbers"], positions=frame["positions_A"], cell=frame["cell_A"], pbc=True)
-
-
-def from_atoms(atoms: Atoms) -> dict[str, Any]:
-    """A labelled Atoms (e.g. read from a file) as a training-set entry (stress NaN when unlabelled)."""
-    from ase.stress import full_3x3_to_voigt_6_stress
-
-    stress = (atoms.calc.results if atoms.calc is not None else {}).get("stress")
-    stress = np.full(6, np.nan) if stress is None else np.asarray(stress, dtype=float)
-    return {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell),
-            "energy_eV": atoms.get_potential_energy(), "forces_eV_A": atoms.get_forces(),
-            "stress_eV_A3": stress if stress.shape == (6,) else full_3x3_to_voigt_6_stress(stress.reshape(3, 3))}
 
 
 def mtp_state(data: MTPData) -> dict[str, Any]:
@@ -228,7 +214,7 @@ class MTPTrainer:
         if screened:
             self.reasons[f"iter-{ctx.iteration:06d}"] = screened
         if self.mtp is not None and added:
-            held_out = rmse(self.mtp, self.species, [to_atoms(c) for c in added])
+            held_out = rmse(self.mtp, self.species, [to_atoms(c) for c in added], ctx.comm)
             row.update(rmse_new_energy_eV_atom=held_out["energy"], rmse_new_forces_eV_A=held_out["forces"])
         final = ctx.iteration == self.last_iteration or (self.stop_when_converged and bool(row.get("converged")))
         if not added and (self.mtp is not None or not self.configs):

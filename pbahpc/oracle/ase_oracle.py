@@ -23,15 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ase import Atoms
 
 from ..driver.component import Inbox, StepContext, register, selected_batches
+from ..mlip.dataset import frame_atoms
 from .calculators import CalculatorSource, deadline, one_line
 
 
 def label(calc, frame: dict[str, Any], prepare=None) -> dict[str, Any]:
     """Energy (eV), forces (eV/A) and stress (eV/A^3, ASE Voigt order) of one frame."""
-    atoms = Atoms(numbers=frame["numbers"], positions=frame["positions_A"], cell=frame["cell_A"], pbc=True)
+    atoms = frame_atoms(frame)
     if prepare is not None:
         prepare(atoms)
     atoms.calc = calc
@@ -80,7 +80,7 @@ class AseOracle:
 
     def _pretrain(self, ctx: StepContext) -> dict[str, dict[str, Any]]:
         """This rank's share of the pre-training frames, labelled (see the module docstring)."""
-        from ..mlip.dataset import generate_oracle_md
+        from ..mlip.dataset import from_atoms, generate_oracle_md
 
         pt = self.oc.pretrain
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
@@ -91,10 +91,7 @@ class AseOracle:
                 every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A, inserted=self.inserted,
                 calculator_factory=lambda x=x: self.calcs.get(f"pretrain/x{x:g}"))
             for atoms in images:
-                lab = {"numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell),
-                       "energy_eV": atoms.get_potential_energy(), "forces_eV_A": atoms.get_forces(),
-                       "stress_eV_A3": atoms.get_stress()}
-                out[f"pretrain/x{x:g}:{atoms.info['step']:06d}"] = lab
+                out[f"pretrain/x{x:g}:{atoms.info['step']:06d}"] = from_atoms(atoms)
             ctx.log.info("pre-training MD at x = %g: %d frames", x, len(images))
         return out
 
@@ -125,7 +122,7 @@ class AseOracle:
                 kept[key] = lab
         self.reasons.update(screened)
         self.quarantined.update(quarantined)
-        failed = sum("oracle_error" in p[n] for p in parts for n in p)
+        failed = len(quarantined)
         self.labelled += len(frames) - failed
         self.discarded += len(frames) - failed - len(kept)
         ctx.log.info("labelled %d frames, kept %d, quarantined %d", len(frames) - failed, len(kept), failed)
