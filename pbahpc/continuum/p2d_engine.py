@@ -20,26 +20,20 @@ from ..driver.component import Inbox, StepContext, register
 
 class P2DEngine:
     def __init__(self, cfg, group, comm, seed):
-        from .cell import P2DCell
-        from .parameters import load_parameters
-
-        with warnings.catch_warnings():  # the inflation warning is for `pbahpc p2d`, not every campaign rank
-            warnings.simplefilter("ignore")
-            self.params = load_parameters(cfg.continuum.parameters)
         self.out_dir = Path(cfg.campaign.run_dir) / "continuum"
-        self.cell = P2DCell(self.params.cell, self.params.solver, comm)
-        self.comm = comm
+        self.comm, self.params = comm, None
+        self._use(cfg.continuum.parameters)
         self.iteration = -1  # the iteration whose protocol the cell is running
         self.wait = bool(cfg.layout.properties.ranks and cfg.properties.p2d_template)
 
     def _use(self, path: str) -> None:
-        """Rebuild the cell from a parameter file written by the properties group (collective)."""
+        """Build the cell from a parameter file, unless it is the one in use (collective)."""
         from .cell import P2DCell
         from .parameters import load_parameters
 
-        if Path(path) == Path(self.params.source):
+        if self.params is not None and Path(path) == Path(self.params.source):
             return
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # the inflation warning is for `pbahpc p2d`, not every campaign rank
             warnings.simplefilter("ignore")
             self.params = load_parameters(path)
         self.cell = P2DCell(self.params.cell, self.params.solver, self.comm)

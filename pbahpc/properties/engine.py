@@ -20,10 +20,9 @@ import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng
 from ..driver.component import Inbox, StepContext, register
+from ..atomistic.structure import SITES_PER_CELL
 from ..driver.layout import Group
 
-FORMULA_UNITS_PER_CELL = 4  # Na_x Mn[Fe(CN)6] in the cubic PBA cell
-SITES_PER_FORMULA_UNIT = 2  # x_max = 2
 A2_PS_TO_M2_S = 1e-8
 
 
@@ -35,6 +34,7 @@ class PropertiesEngine:
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.rng = np.random.default_rng(seq)
         self.potential: dict[str, Any] = {}
+        self._pair = None  # LammpsPotential of self.potential, built once per payload
         self.done: dict[str, dict[str, Any]] = {}  # run name -> its numbers
         self.replica = None  # the free-energy run in progress (a GcmcMdReplica)
         self.replica_run = ""
@@ -53,11 +53,14 @@ class PropertiesEngine:
         return out
 
     def _mtp(self):
-        from ..mlip.plugin import mtp_potential
-        from ..oracle.teacher import teacher_potential
+        """The final MTP for LAMMPS, with the replicas' type order (built once)."""
+        if self._pair is None:
+            from ..atomistic.gcmc_replica import make_potential
+            from ..mlip.plugin import mtp_potential
 
-        types = teacher_potential(inserted=self.cfg.replicas.gcmc.inserted).species  # (Na, Mn, Fe, C, N)
-        return mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types)
+            types = make_potential(self.cfg.replicas.gcmc).species
+            self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types)
+        return self._pair
 
     def _seed(self) -> int:
         return int(self.rng.integers(1, 2**31 - 1))
@@ -117,15 +120,16 @@ class PropertiesEngine:
         obs = self.replica.results()
         if stuck:
             ctx.log.warning("properties: free energy at %g K given up after %d halts in a row", T_K, stuck)
+        sites = SITES_PER_CELL * self.replica.gc.cells**3  # the windows' cell: the report's lattice size M
         self.replica.lmp.close()
         self.replica, self.replica_run = None, ""
-        return {"T_K": T_K, "failed": f"{stuck} halts in a row (the MTP leaves its domain)" if stuck else "",
+        return {"T_K": T_K, "sites": sites, "failed": f"{stuck} halts in a row (the MTP leaves its domain)" if stuck else "",
                 **{k: obs[k] for k in ("N", "target_N", "volume_A3", "pe_eV", "gamma_max")}}
 
     def _window_cfg(self, T_K: float):
         fe, rep = self.pc.free_energy, self.cfg.replicas
         gc = dataclasses.replace(rep.gcmc, cells=fe.cells or rep.gcmc.cells)
-        sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * gc.cells**3
+        sites = SITES_PER_CELL * gc.cells**3
         targets = fe.targets_N or tuple(range(sites + 1))
         c = fe.cycles_per_window
         bias = dataclasses.replace(gc.bias, phi_eV=fe.phi_eV, targets_N=tuple(targets), rounds=1, min_cycles=c,
@@ -144,7 +148,7 @@ class PropertiesEngine:
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
         for _, p in sorted(inbox.get("potential", {}).items()):
             if p:
-                self.potential = dict(p)
+                self.potential, self._pair = dict(p), None
         if not self.potential.get("final") or self.written:
             return {}
         for name, kind, p in self.runs():
@@ -174,7 +178,7 @@ class PropertiesEngine:
     def load_state(self, s: dict[str, Any]) -> None:
         from ..atomistic.gcmc_replica import GcmcMdReplica
 
-        self.potential = dict(s["potential"])
+        self.potential, self._pair = dict(s["potential"]), None
         self.done = {k.replace("|", "/"): dict(v) for k, v in s["done"].items()}
         self.rng = decode_rng(s["rng"])
         self.written = bool(s["written"])

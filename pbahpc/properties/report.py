@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import write_tree
-from .engine import A2_PS_TO_M2_S, FORMULA_UNITS_PER_CELL, SITES_PER_FORMULA_UNIT
+from ..atomistic.structure import FORMULA_UNITS_PER_CELL, SITES_PER_CELL
+from .engine import A2_PS_TO_M2_S
+
+SITES_PER_FORMULA_UNIT = SITES_PER_CELL // FORMULA_UNITS_PER_CELL  # x_max = 2
 
 # The paper's values (Secs. III.B-E, Figs. 6-8), printed beside ours.
 PAPER = {
@@ -44,8 +47,9 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
 
         cell_T = float(read_yaml(cfg.properties.p2d_template)["cell"]["temperature_K"])
     diff = _diffusion(done, lines, numbers, cell_T)
-    gamma = _interface(cfg, done, lines, numbers)
-    _voltage_structure(cfg, done, lines, numbers)
+    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
+    gamma = _interface(cfg, done, refs, lines, numbers)
+    _voltage_structure(cfg, refs, lines, numbers)
     path = _continuum(cfg, fe, diff, gamma, out_dir, lines)
     (out_dir / "report.txt").write_text("\n".join(lines) + "\n")
     write_tree(out_dir / "properties.h5", {"numbers": numbers,
@@ -64,11 +68,10 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers):
     from .free_energy import analyse, bootstrap, plot_free_energy, windows_from_observables
 
     pc, gc = cfg.properties, cfg.replicas.gcmc
-    sites = SITES_PER_FORMULA_UNIT * FORMULA_UNITS_PER_CELL * (pc.free_energy.cells or gc.cells)**3
     lines.append("Free energy (biased GCMC windows, MBAR, excess-mu polynomial, common tangent):")
     first = None
     for name, run in sorted((k, v) for k, v in done.items() if k.startswith("free_energy/")):
-        T = float(run["T_K"])
+        T, sites = float(run["T_K"]), int(run["sites"])
         if str(run.get("failed", "")):
             _row(lines, f"T = {T:g} K", f"not sampled: {run['failed']}")
             continue
@@ -148,12 +151,11 @@ def _diffusion(done, lines, numbers, cell_T: float | None):
 
 
 # ------------------------------------------------------------------------------------- interface
-def _interface(cfg, done, lines, numbers):
+def _interface(cfg, done, refs, lines, numbers):
     from .interface import excess_energy, fit_interface
 
     it = cfg.properties.interface
     lines.append("Interface and strain energy (two-phase supercells, Eqs. 4-5):")
-    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
     cells = sorted((v for k, v in done.items() if k.startswith("interface/n")), key=lambda v: int(v["n"]))
     if len(cells) < 2 or len(refs) < 2:
         _row(lines, "(fewer than 2 supercells)", "")
@@ -176,14 +178,13 @@ def _interface(cfg, done, lines, numbers):
 
 
 # ------------------------------------------------------------------------------------- voltage, structure
-def _voltage_structure(cfg, done, lines, numbers):
+def _voltage_structure(cfg, refs, lines, numbers):
     from ase import Atoms
 
     from .structure import classify_cell, lattice_parameters, mn_n_c_angles, na_coordination, rdf, volume_change_percent
     from .voltage import average_voltage
 
     it = cfg.properties.interface
-    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
     lines.append("Voltage (Eq. 31) and structure of the relaxed single-phase cells:")
     if len(refs) < 2:
         _row(lines, "(no reference cells)", "")

@@ -21,7 +21,7 @@ from ..config.load import read_yaml
 
 def fill_template(template: Path, *, mu_poly_eV: list[float] | None = None,
                   diffusivity_m2_s: tuple[float, float] | None = None,
-                  interface_energy_J_m2: float | None = None, temperature_K: float | None = None) -> dict[str, Any]:
+                  interface_energy_J_m2: float | None = None) -> dict[str, Any]:
     """The template's document with the measured quantities in its cathode particle (``None``: keep the
     template's). ``mu_poly_eV``: coefficients in powers of x (lowest first); ``diffusivity_m2_s``:
     (Na-poor phase, Na-rich phase)."""
@@ -41,8 +41,6 @@ def fill_template(template: Path, *, mu_poly_eV: list[float] | None = None,
         else:
             particle["interface_energy_J_m2"] = float(interface_energy_J_m2)
             particle["inflate_interface"] = True
-    if temperature_K is not None:
-        doc["cell"]["temperature_K"] = float(temperature_K)
     return doc
 
 
