@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..config import ConfigError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ..driver.campaign import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def _coefficients(args):

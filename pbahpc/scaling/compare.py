@@ -44,6 +44,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import model as M
+from .tables import _fmt
 
 COVERED = ("label", "train", "p2d")
 SKIPPED = {"gcmc": "teacher pair potential, the model's MD/trial terms are MTP",
@@ -192,12 +193,6 @@ def compare(source, coefficients: M.Coefficients | str | Path,
 
 
 # ----------------------------------------------------------------------------- output
-def _fmt(v: float) -> str:
-    if math.isnan(v):
-        return "-"
-    return f"{v:.3g}" if abs(v) >= 1e5 or (v and abs(v) < 1e-2) else f"{v:.3f}"
-
-
 def format_comparison(rows: Iterable[dict], skipped: Iterable[str] = ()) -> str:
     """Text table: kernel, mode, size, ranks, measured, predicted, rel. error (%), detail."""
     rows = list(rows)

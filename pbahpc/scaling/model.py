@@ -230,9 +230,9 @@ def predict_point(c: Coefficients, pt: Point) -> float:
     raise ValueError(f"unknown measurement kind {pt.kind!r}")
 
 
-def default_plan(quick: bool = False) -> list[Point]:
+def default_plan() -> list[Point]:
     """The micro-measurements: calibration points and held-out points (another size, level or rank count)."""
-    plan = [Point("md", 1, 4, 1), Point("md", 1, 6, 1), Point("md", 1, 8, 1), Point("md", 1, 12, 1),
+    return [Point("md", 1, 4, 1), Point("md", 1, 6, 1), Point("md", 1, 8, 1), Point("md", 1, 12, 1),
             Point("md", 1, 6, 2), Point("md", 2, 6, 1),
             Point("md", 1, 10, 1, held_out=True), Point("md", 2, 6, 2, held_out=True),
             Point("trial", 1, 6, 1), Point("trial", 1, 6, 2), Point("trial", 1, 8, 1, held_out=True),
@@ -245,9 +245,6 @@ def default_plan(quick: bool = False) -> list[Point]:
             Point("allreduce", 2, nbytes=8), Point("allreduce", 2, nbytes=8 * 34 * 34),
             Point("allreduce", 2, nbytes=1 << 20),
             Point("p2d", 1, mesh=5), Point("p2d", 1, mesh=10), Point("p2d", 1, mesh=15, held_out=True)]
-    if quick:
-        plan = [p for p in plan if not (p.kind == "train" and p.configs == 16)]
-    return plan
 
 
 # ---- worker side (runs under mpiexec -n p or alone)
@@ -544,7 +541,6 @@ def fit(points: list[Point], base: Coefficients | None = None) -> Coefficients:
     pd = of("p2d")
     if len(pd) >= 2:
         c.p2d_a, c.p2d_b = _nnls_relative([[1.0, p.unknowns * p.steps / p.ranks] for p in pd], [p.seconds for p in pd])
-    c.md_a, c.md_b = float(c.md_a), float(c.md_b)
     for f in fields(c):
         v = getattr(c, f.name)
         if isinstance(v, (np.floating, float)):
@@ -649,10 +645,6 @@ class Prediction:
     nodes: int
     iterations: list[float] = field(default_factory=list)  # T_i, iteration 0 (pre-training) first
 
-    @property
-    def iteration_sum(self) -> float:
-        return float(sum(self.iterations))
-
 
 def cores_and_nodes(spec: CampaignSpec, lay: Layout) -> tuple[dict[str, int], int]:
     """Cores per role and nodes the layout needs (VASP workers take ``vasp_nodes`` whole nodes each)."""
@@ -715,17 +707,12 @@ def predict(c: Coefficients, spec: CampaignSpec, lay: Layout) -> Prediction:
         busy["trainer"] += 1 * st["select"] + cores["trainer"] * st["train"]
         busy["oracle"] += selected * label_frame * (cores["oracle"] / workers)
         busy["continuum"] += cores["continuum"] * st["continuum"]
-        if it > 0 and not spec.continuum_every_iteration and not last:
-            pass
         if not selected and it > 0:
             break  # MaxVol selected nothing: converged
     wall = float(sum(iterations))
-    if lay.shared:  # one pool of cores; a role's idle share is measured on the cores it can use
-        idle = {r: 1.0 - busy[r] / (max(cores[r], 1) * wall) for r in ROLES}
-        idle_total = 1.0 - sum(busy.values()) / (total_cores * wall)
-    else:
-        idle = {r: 1.0 - busy[r] / (max(cores[r], 1) * wall) for r in ROLES}
-        idle_total = 1.0 - sum(busy.values()) / (total_cores * wall)
+    # a role's idle share is measured on the cores it can use (shared: the one pool)
+    idle = {r: 1.0 - busy[r] / (max(cores[r], 1) * wall) for r in ROLES}
+    idle_total = 1.0 - sum(busy.values()) / (total_cores * wall)
     return Prediction(wall, stages, idle, idle_total, cores, nodes, iterations)
 
 
