@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         from mpi4py import MPI
 
         from .continuum.standalone import run_p2d
-        return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, plots=not args.no_plots)
+        from .driver.signals import StopSignal
+        with StopSignal() as stop:
+            return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
     return _run(args.campaign, args.resume)
 
 

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng, write_tree
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 from ..mlip.dataset import frame_of
 from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
 from .windows import SUMMARY_COLUMNS, WindowSchedule
@@ -446,6 +446,3 @@ class GcmcMdReplica:
             out["windows"] = {"summary": self.windows.state()["summary"], "columns": " ".join(SUMMARY_COLUMNS),
                               "phi_eV": self.gc.bias.phi_eV, "finished": self.windows.finished}
         return out
-
-
-register("replicas", "lammps-gcmc")(GcmcMdReplica)

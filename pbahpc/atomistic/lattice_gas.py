@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 
 KB_EV_PER_K = 8.617333262e-5
 
@@ -95,6 +95,3 @@ class LatticeGasReplica:
     def results(self) -> dict[str, Any]:
         return {"T_K": self.T_K, "mu_eV": self.mu_eV,
                 **{k: np.array(v, dtype=np.float64) for k, v in self.history.items()}}
-
-
-register("replicas", "lattice-gas")(LatticeGasReplica)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .engines import factory_problem
 from .validate import ConfigError
 
 ROLES = ("replicas", "trainer", "oracle", "properties", "continuum")
@@ -251,8 +252,6 @@ class OracleSection:
     def check(self, key: str) -> None:
         # checked here, not in Factory.check: a union member's error would lose its message
         if isinstance(self.calculator, OracleSection.Factory):
-            from ..oracle.calculators import factory_problem
-
             problem = factory_problem(self.calculator.factory, self.calculator.kwargs)
             if problem:
                 raise ConfigError(f"{key}.calculator.{problem[0]}", problem[1])

@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from .engines import engine_problem
+
 
 class ConfigError(ValueError):
     """Invalid configuration; ``str()`` is one line: ``<file>: <key.path>: <problem>``."""
@@ -114,8 +116,7 @@ def convert(tp: Any, value: Any, key: str, meta: dict, base_dir: Path) -> Any:
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(key, f"must be one of {', '.join(meta['choices'])}, got {_describe(value)}")
         if "engine" in meta:
-            from ..driver.component import check_engine
-            problem = check_engine(meta["engine"], value)
+            problem = engine_problem(meta["engine"], value)
             if problem:
                 raise ConfigError(key, problem)
         return value

@@ -1,2 +1,1 @@
 """Continuum (cell-level) models for the continuum role."""
-from . import p2d_engine, regular_solution  # noqa: F401  (each registers its engine)

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 
 
 class P2DEngine:
@@ -74,6 +74,3 @@ class P2DEngine:
     def results(self) -> dict[str, Any]:
         r = self.cell.result()
         return {k: r[k] for k in ("time_s", "voltage_V", "current_A_m2", "step", "throughput_Ah_m2")}
-
-
-register("continuum", "p2d")(P2DEngine)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..atomistic.lattice_gas import KB_EV_PER_K
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 
 Z_NEIGHBOURS = 6
 
@@ -55,6 +55,3 @@ class RegularSolution:
 
     def results(self) -> dict[str, Any]:
         return {"mu_eV": self.mu, "spinodal_x": self.spinodal, "T_K": self.T_K}
-
-
-register("continuum", "regular-solution")(RegularSolution)

@@ -14,9 +14,9 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
 
 
-def run_p2d(params_path: Path, out_dir: Path, comm, plots: bool = True, progress_s: float = 10.0) -> int:
+def run_p2d(params_path: Path, out_dir: Path, comm, stop, plots: bool = True, progress_s: float = 10.0) -> int:
+    """``stop.requested`` turns true on a stop signal (``pbahpc.driver.signals.StopSignal``, entered by the caller)."""
     from ..config import ConfigError, read_on_root
-    from ..driver.signals import StopSignal
     from .cell import P2DCell
     from .output import plot_result, write_result
     from .parameters import load_parameters
@@ -53,14 +53,13 @@ def run_p2d(params_path: Path, out_dir: Path, comm, plots: bool = True, progress
         print(f"[p2d] {params_path}: {cell.n_nodes} x-cells x {cell.dof} unknowns on {comm.Get_size()} rank(s), "
               f"1C = {cell.i1c:.4g} A/m^2, {len(steps)} step(s)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    with StopSignal() as stop:
-        cell.should_stop = lambda: comm.allreduce(stop.requested)
-        try:
-            complete = cell.advance(steps)
-        except RuntimeError as exc:
-            if rank == 0:
-                print(f"pbahpc p2d: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+    cell.should_stop = lambda: comm.allreduce(stop.requested)
+    try:
+        complete = cell.advance(steps)
+    except RuntimeError as exc:
+        if rank == 0:
+            print(f"pbahpc p2d: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     wall = time.perf_counter() - t0
     result = cell.result()
     if rank == 0:

@@ -1,13 +1,12 @@
 """The contract between the driver and the engines that fill each role.
 
-An engine is constructed once per rank of its group by a factory registered under
-(role, engine name). The driver calls ``step`` in the role's stage, ``state``/``load_state`` at
+An engine is constructed once per rank of its group by the factory that ``pbahpc.config.engines``
+names for (role, engine name), imported only then. The driver calls ``step`` in the role's stage, ``state``/``load_state`` at
 checkpoints, ``results`` at the end. States are nested dicts of numpy arrays, scalars and strings
 (see ``pbahpc.checkpoint``); RNG states go through ``encode_rng``/``decode_rng``.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import Campaign
+from ..config.engines import engine_factory
 from .layout import Group
 
 Inbox = dict[str, dict[str, Any]]  # channel -> {sending group name -> payload}
@@ -70,43 +70,9 @@ def selected_batches(inbox: Inbox) -> list[tuple[str, Any]]:
 
 
 Factory = Callable[[Campaign, Group, Any, np.random.SeedSequence], Component]
-_REGISTRY: dict[tuple[str, str], Factory] = {}
-
-
-def register(role: str, engine: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[(role, engine)] = factory
-        return factory
-    return deco
-
-
-def _builtin_engines() -> None:
-    from .. import atomistic, continuum, mlip, oracle, properties  # noqa: F401  (each registers its engines)
-
-
-def check_engine(role: str, name: str) -> str | None:
-    """None if ``name`` names an engine for ``role``, else what is allowed (used by config validation)."""
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            return f"cannot import engine {name!r} ({type(exc).__name__}: {exc})"
-        return None if callable(factory) else f"{name!r} is not callable"
-    _builtin_engines()
-    known = sorted(e for r, e in _REGISTRY if r == role)
-    if name not in known:
-        return f"unknown engine {name!r}; built-in: {', '.join(known)}, or 'package.module:Factory'"
-    return None
 
 
 def create(cfg: Campaign, group: Group, comm: Any, seed: np.random.SeedSequence) -> Component:
     """Build the configured engine of ``group.role`` (names are checked when the config is loaded)."""
-    name = getattr(cfg, group.role).engine
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    else:
-        _builtin_engines()
-        factory = _REGISTRY[(group.role, name)]
+    factory: Factory = engine_factory(group.role, getattr(cfg, group.role).engine)
     return factory(cfg, group, comm, seed)

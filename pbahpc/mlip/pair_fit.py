@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 
 
 class PairFit:
@@ -48,6 +48,3 @@ class PairFit:
     def results(self) -> dict[str, Any]:
         return {"history": np.array(self.history, dtype=np.float64).reshape(-1, 3),
                 "columns": "pair_eV site_eV rmse_eV", "n_train": len(self.E)}
-
-
-register("trainer", "pair-fit")(PairFit)

@@ -33,7 +33,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
 
 from ..checkpoint import decode_rng, encode_rng
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Inbox, StepContext
 from . import statistics
 from .dataset import frame_atoms, from_atoms
 from .mtp_file import MTPData
@@ -286,6 +286,3 @@ class MTPTrainer:
         return {"history": np.array(self.history, dtype=np.float64).reshape(-1, 5), "columns": _HISTORY_COLUMNS,
                 "n_train": len(self.configs), "last_potential": self.last.get("mtp", ""),
                 "statistics": str(self.stats_path) if self.stats else ""}
-
-
-register("trainer", "mtp")(MTPTrainer)

@@ -11,8 +11,6 @@ POTCARs: ASE's PBE set for the xc (``VASP_PP_PATH``), as for any ASE Vasp calcul
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import shutil
 import signal
 import threading
@@ -20,45 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..config.engines import load_factory, one_line
 
 
 class LabelTimeout(Exception):
     """One labelling attempt ran past ``oracle.timeout_s``."""
-
-
-def load_factory(name: str):
-    module, _, attr = name.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def factory_problem(name: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
-    """None, or (sub-key, problem) for config validation: importable, callable, takes the kwargs."""
-    module, sep, attr = name.partition(":")
-    if not sep or not module or not attr:
-        return "factory", f"expected 'package.module:Class', got {name!r}"
-    try:
-        factory = load_factory(name)
-    except Exception as exc:  # noqa: BLE001  (an import may raise anything; report it on one line)
-        return "factory", f"cannot import {name!r} ({one_line(exc)})"
-    if not callable(factory):
-        return "factory", f"{name!r} is not callable"
-    try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as exc:
-        return "kwargs", f"{name} does not take them ({exc})"
-    except ValueError:  # no signature (a builtin): the call will tell
-        pass
-    return None
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: message`` on one line, shortened to ``limit`` characters."""
-    text = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @contextmanager

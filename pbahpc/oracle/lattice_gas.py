@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..atomistic.lattice_gas import descriptors
-from ..driver.component import Inbox, StepContext, register, selected_batches
+from ..driver.component import Inbox, StepContext, selected_batches
 
 
 class LatticeGasOracle:
@@ -37,6 +37,3 @@ class LatticeGasOracle:
 
     def results(self) -> dict[str, Any]:
         return {"labelled": self.labelled}
-
-
-register("oracle", "lattice-gas")(LatticeGasOracle)

@@ -19,11 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng
-from ..driver.component import Inbox, StepContext, register
+from ..driver.component import Group, Inbox, StepContext
 from ..atomistic.structure import SITES_PER_CELL
-from ..driver.layout import Group
-
-A2_PS_TO_M2_S = 1e-8
 
 
 class PropertiesEngine:
@@ -191,6 +188,3 @@ class PropertiesEngine:
 
     def results(self) -> dict[str, Any]:
         return {"runs_done": len(self.done), "runs": len(self.runs()), "written": int(self.written)}
-
-
-register("properties", "mtp")(PropertiesEngine)

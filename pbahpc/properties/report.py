@@ -14,7 +14,7 @@ import numpy as np
 
 from ..checkpoint import write_tree
 from ..atomistic.structure import FORMULA_UNITS_PER_CELL, SITES_PER_CELL
-from .engine import A2_PS_TO_M2_S
+from .diffusion import A2_PS_TO_M2_S
 
 SITES_PER_FORMULA_UNIT = SITES_PER_CELL // FORMULA_UNITS_PER_CELL  # x_max = 2
 
