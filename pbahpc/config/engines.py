@@ -45,7 +45,7 @@ def factory_problem(name: str, kwargs: dict[str, Any] | None = None) -> tuple[st
     ("factory" or "kwargs", problem) for the configuration key at fault."""
     module, sep, attr = name.partition(":")
     if not sep or not module or not attr:
-        return "factory", f"expected 'package.module:Name', got {name!r}"
+        return "factory", f"expected 'package.module:Class', got {name!r}"
     try:
         factory = load_factory(name)
     except Exception as exc:  # noqa: BLE001  (an import may raise anything; report it on one line)
