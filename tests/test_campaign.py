@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbahpc.atomistic.lattice_gas import KB_EV_PER_K
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.continuum.regular_solution import Z_NEIGHBOURS
 from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, EXIT_USAGE
+from pbahpc.units import KB_EV_PER_K
 
 from conftest import env, pbahpc_cmd, run_pbahpc, write_campaign
 

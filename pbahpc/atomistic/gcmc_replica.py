@@ -61,7 +61,6 @@ from ..mlip.dataset import frame_of
 from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
 from .windows import SUMMARY_COLUMNS, WindowSchedule
 
-KB_EV_PER_K = 8.617333262e-5
 _ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
 FIX_MD, FIX_CTL, FIX_GC, FIX_HALT = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc", "pbahpc_halt"
 GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
