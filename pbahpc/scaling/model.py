@@ -417,20 +417,15 @@ def worker_main(plan_path: str, out_path: str, repeats: int, target_s: float) ->
             Path(out_path).write_text(json.dumps(results))
 
 
-def _bindir() -> Path:
-    return Path(sys.executable).parent
-
-
 def _run_worker(points: list[Point], ranks: int, workdir: Path, repeats: int, target_s: float) -> list[Point]:
+    from .launch import launch, launch_env
+
     plan = workdir / f"plan-{ranks}.json"
     out = workdir / f"out-{ranks}.json"
     plan.write_text(json.dumps([asdict(p) for p in points]))
-    cmd = [sys.executable, "-m", "pbahpc.scaling.model", "--worker", str(plan), str(out), str(repeats), str(target_s)]
-    if ranks > 1:
-        mpiexec = _bindir() / "mpiexec"
-        cmd = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), *cmd]
-    env = {**os.environ, "PATH": f"{_bindir()}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    done = launch(ranks, [sys.executable, "-m", "pbahpc.scaling.model", "--worker", str(plan), str(out), str(repeats),
+                          str(target_s)], env=launch_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                  timeout=900)
     if done.returncode:
         raise RuntimeError(f"measurement worker on {ranks} rank(s) failed ({done.returncode}):\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -467,7 +462,7 @@ def _measure_p2d(pt: Point, workdir: Path, repeats: int) -> Point:
 
 def measure(plan: list[Point] | None = None, repeats: int = 3, target_s: float = 0.25,
             workdir: str | Path | None = None) -> list[Point]:
-    """Run the micro-measurements (1-rank points in one process, p-rank points under mpiexec -n p)."""
+    """Run the micro-measurements (P2D solves one by one, the others in one MPI job per rank count)."""
     plan = default_plan() if plan is None else plan
     with tempfile.TemporaryDirectory(prefix="pbahpc-scaling-") as tmp:
         work = Path(workdir or tmp)
