@@ -203,6 +203,19 @@ def test_resume_flag_without_checkpoint(tmp_path, reference):
     assert out.returncode == EXIT_USAGE and "no checkpoint" in out.stderr
 
 
+@pytest.mark.parametrize("oracle, expected", [("lattice-gas", [0, 0, 1]),
+                                             ("faulty_engines:ConvergingOracle", [0, 1])])
+def test_components_are_told_the_last_iteration(tmp_path, reference, oracle, expected):
+    """StepContext.last_iteration: the budget's last iteration, or the one in which an earlier stage (here
+    the oracle's) agreed on convergence; the campaign ends after it."""
+    smoke, _, _ = reference
+    path = campaign(tmp_path, smoke, "last", campaign={"iterations": 3}, oracle={"engine": oracle},
+                    continuum={"engine": "faulty_engines:RecordingContinuum"})
+    out = run_pbahpc(NP, "run", str(path), timeout=120)
+    assert out.returncode == EXIT_OK, out.stderr
+    assert results(tmp_path / "last")["continuum"]["last_iteration"].tolist() == expected
+
+
 def test_exception_on_one_rank_stops_everyone(tmp_path, reference):
     """A failing single-rank replica: the others reach the sync point, all stop with exit 1."""
     smoke, _, _ = reference

@@ -214,8 +214,10 @@ class Driver:
                               ": converged" if self.converged else "")
 
     def _context(self, g: Group) -> component.StepContext:
+        # converged: agreed at an earlier stage of this iteration, which then ends the campaign (_loop)
+        last = self.iteration == self.cfg.campaign.iterations - 1 or self.converged
         return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
-                                     lambda: self.stop.requested, self.stop.add_interrupt)
+                                     lambda: self.stop.requested, self.stop.add_interrupt, last_iteration=last)
 
     # ----------------------------------------------------------------------------- synchronisation
     def _agree(self, flags: np.ndarray, error: str | None) -> np.ndarray:
