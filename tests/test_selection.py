@@ -52,3 +52,14 @@ def test_inside_candidates_repeats_and_cap():
     assert not set(fingerprint(outside[k][0]) for k in again.selected) & {fingerprint(outside[k - 2][0])
                                                                            for k in sel.selected}
     assert all(again.skipped[k - 2] == "repeat" for k in sel.selected)
+
+
+def test_without_an_active_set_every_fresh_candidate_in_order_up_to_the_cap():
+    rng = np.random.default_rng(4)
+    frames = [random_atoms(rng, 30, 2) for _ in range(4)]
+    pairs = [(a, species_of(a)) for a in frames]
+    seen = {fingerprint(frames[1])}
+    sel = select(None, None, pairs + [pairs[0]], seen, cap=2)
+    assert sel.selected == [0, 2] and sel.skipped == {1: "repeat", 3: "cap", 4: "repeat"}
+    assert sel.active is None and np.isnan(sel.grades).all()
+    assert seen == {fingerprint(frames[k]) for k in (0, 1, 2)}

@@ -160,22 +160,9 @@ class MTPTrainer:
                 names.append((rep, key))
                 atoms.append(frame_atoms(frame))
         seen = self.chosen | self.seen  # selected before, or in the training set already
-        skipped: dict[int, str] = {}
-        if self.mtp is None:  # nothing to grade against yet: every fresh frame, in order
-            picked = []
-            for k, a in enumerate(atoms):
-                fp = fingerprint(a)
-                if fp in seen:
-                    skipped[k] = "repeat"
-                elif self.cap is not None and len(picked) >= self.cap:
-                    skipped[k] = "cap"
-                else:
-                    picked.append(k)
-                    seen.add(fp)
-        else:
-            outcome = select(self.mtp, self.active_set(), [(a, self.species_indices(a)) for a in atoms], seen,
-                             cap=self.cap)
-            picked, skipped = outcome.selected, outcome.skipped
+        outcome = select(self.mtp, self.active_set(), [(a, self.species_indices(a)) for a in atoms], seen,
+                         cap=self.cap)
+        picked, skipped = outcome.selected, outcome.skipped
         selected: dict[str, dict[str, Any]] = {}
         for k in picked:
             rep, key = names[k]
