@@ -33,7 +33,7 @@ class Selection:
     selected: list[int]
     """Indices into the candidate list, largest grade first (without an active set: in order)."""
     grades: np.ndarray
-    """Largest gamma of each candidate under the current active set (NaN without one)."""
+    """Largest gamma of each candidate under the current active set (NaN: a repeat, or no active set)."""
     skipped: dict[int, str] = field(default_factory=dict)
     """Candidate index -> why it was not selected: 'repeat', 'inside' (adds no active row), 'cap'."""
     active: ActiveSet | None = None
@@ -60,8 +60,9 @@ def select(data: MTPData | None, active: ActiveSet | None, candidates: list[tupl
     if active is None:
         ranked = fresh
     else:
-        rows = [basis_rows(data, atoms, species) for atoms, species in candidates]
-        grades = np.array([active.grades(r, s).max(initial=0.0) for r, (_, s) in zip(rows, candidates)])
+        rows = {k: basis_rows(data, *candidates[k]) for k in fresh}  # the costly part: repeats have none
+        for k in fresh:
+            grades[k] = active.grades(rows[k], candidates[k][1]).max(initial=0.0)
         chosen: set[int] = set()
         extended = []
         for s, current in enumerate(active.rows):
