@@ -109,7 +109,7 @@ def _driver_logger(run_dir: Path, rank: int) -> logging.Logger:
 def _run(path: Path, require_checkpoint: bool) -> int:
     from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
 
-    from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir, write_timings
+    from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir
     from .driver.layout import plan
     from .driver.signals import StopSignal
 
@@ -150,9 +150,7 @@ def _run(path: Path, require_checkpoint: bool) -> int:
             if rank == 0:
                 print(f"pbahpc: --resume: no checkpoint in {driver.store.directory}", file=sys.stderr)
             return EXIT_USAGE
-        code = driver.run()
-    write_timings(driver, Path(cfg.campaign.run_dir) / "timings.yaml")
-    return code
+        return driver.run()
 
 
 def entry() -> None:

@@ -4,8 +4,9 @@ Reads what the driver leaves in a run directory (driver/campaign.py): ``campaign
 config), ``checkpoints/manifest.json`` + ``ckpt-*.h5`` (header meta: iteration, next stage, layout),
 ``results.h5`` (written only when the campaign completed), ``logs/driver.log``,
 ``logs/error-rank*.log``, ``timings.yaml``, and engine outputs under ``replicas/`` and ``continuum/``.
-Checkpoints are verified exactly as a restart would (whole-file sha256 against the manifest, then
-every leaf and the tree digest), newest first, down to the first valid one: the one a rerun resumes from.
+Checkpoints are verified by the restart's own code (``CheckpointStore.verified``: whole-file sha256
+against the manifest, then every leaf and the tree digest), newest first, down to the one a rerun stops
+at: the first valid one, which it resumes from, or one it refuses (a too-old schema).
 Nothing is written, moved or deleted.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from .checkpoint import CheckpointError, CheckpointStore, read_checkpoint_file
-from .checkpoint.store import MANIFEST_NAME, _verify_whole_file
+from .checkpoint import CheckpointError, CheckpointStore, CorruptCheckpointError, read_checkpoint_file
+from .checkpoint.store import MANIFEST_NAME
 
 EXIT_OK, EXIT_USAGE = 0, 2
 TAIL_LINES = 5
@@ -35,8 +36,9 @@ class CheckpointInfo:
     size: int
     created: str | None = None  # from the verified header, else the manifest's time
     meta: dict[str, Any] | None = None
-    ok: bool | None = None  # None: not checked (an older one than the first valid)
+    ok: bool | None = None  # None: not checked (older than the one a resume stops at)
     problem: str = ""
+    refused: bool = False  # valid or not, a resume refuses it (e.g. a too-old schema) and stops there
 
 
 def is_run_dir(path: Path) -> bool:
@@ -116,18 +118,18 @@ def _fmt_ranks(v: dict) -> str:
 
 # --------------------------------------------------------------------------------------------- checkpoints
 def _checkpoints(run_dir: Path, lines: list[str]) -> list[CheckpointInfo]:
-    """Checkpoints on disk, newest first, verified down to (and including) the first valid one."""
+    """Checkpoints on disk, newest first, verified as a resume does, down to (and including) the one it
+    stops at: the first valid one, or one it refuses."""
     store = CheckpointStore(run_dir / "checkpoints")  # constructing it touches nothing
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        entries = store._read_manifest()
-        on_disk = store._scan()
+        entries, on_disk = store.listing()
     manifest = store.directory / MANIFEST_NAME
     if entries is None:
         lines.append("checkpoints: " + ("no manifest.json" if not manifest.exists() else
                                          f"manifest.json unusable ({caught[-1].message if caught else '?'})"))
         entries = {}
-    infos = []
+    by_path = {}
     for step in sorted(on_disk, reverse=True):
         path = on_disk[step]
         try:
@@ -135,29 +137,26 @@ def _checkpoints(run_dir: Path, lines: list[str]) -> list[CheckpointInfo]:
         except OSError:
             size = -1
         entry = entries.get(step)
-        infos.append(CheckpointInfo(step, path, size, created=entry.time if entry else None))
+        by_path[path] = CheckpointInfo(step, path, size, created=entry.time if entry else None)
     for step in sorted(entries.keys() - on_disk.keys()):
         lines.append(f"checkpoints: {entries[step].file} is listed in manifest.json but missing on disk")
-    if not infos:
+    if not by_path:
         lines.append(f"checkpoints: none in {store.directory}")
-        return infos
-    for info in infos:
-        try:
-            if info.step in entries:
-                _verify_whole_file(info.path, entries[info.step])
-            _, header = read_checkpoint_file(info.path)
-            if header.step != info.step:
-                raise CheckpointError(f"file records step {header.step}")
-        except CheckpointError as exc:
-            info.ok, info.problem = False, str(exc)
+        return []
+    for path, found in store.verified(entries, on_disk):
+        info = by_path[path]
+        if isinstance(found, CheckpointError):
+            info.ok, info.problem = False, str(found)
+            info.refused = not isinstance(found, CorruptCheckpointError)
             continue
-        info.ok, info.created, info.meta = True, header.created, header.meta
+        info.ok, info.created, info.meta = True, found.created, found.meta
         if info.step not in entries:
             info.problem = "not in manifest.json (verified without the whole-file sha256)"
-        break
+    infos = list(by_path.values())
     lines.append(f"checkpoints: {len(infos)} in {store.directory} (newest first)")
     for info in infos:
-        state = {True: "sha256 OK", False: "FAILS VERIFICATION", None: "not checked"}[info.ok]
+        state = "CANNOT BE RESUMED" if info.refused else \
+            {True: "sha256 OK", False: "FAILS VERIFICATION", None: "not checked"}[info.ok]
         where = ""
         if info.meta:
             where = f", iteration {info.meta.get('iteration', '?')}, next stage '{info.meta.get('stage', '?')}'"
@@ -173,6 +172,7 @@ def _progress(run_dir: Path, total: Any, resume: CheckpointInfo | None, ckpts: l
               lines: list[str]) -> None:
     of = f"/{total}" if total is not None else ""
     results = run_dir / "results.h5"
+    refused = next((c for c in ckpts if c.refused), None)
     if resume is not None:
         lines.append(f"iteration reached: {resume.meta.get('iteration', '?')}{of} "
                      f"(checkpoint step {resume.step}, next stage '{resume.meta.get('stage', '?')}')")
@@ -190,6 +190,8 @@ def _progress(run_dir: Path, total: Any, resume: CheckpointInfo | None, ckpts: l
     if resume is not None:
         lines.append(f"  resume from {resume.path.name} (step {resume.step}): rerun the same "
                      f"`pbahpc run` command on {resume.meta.get('size', 'the same number of')} rank(s)")
+    elif refused is not None:
+        lines.append(f"  a rerun refuses to resume from {refused.path.name} (step {refused.step}): {refused.problem}")
     elif ckpts:
         lines.append("  no checkpoint verifies: a rerun cannot resume (use a new campaign.run_dir)")
     else:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbahpc.atomistic.lattice_gas import KB_EV_PER_K
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.continuum.regular_solution import Z_NEIGHBOURS
 from pbahpc.driver import EXIT_FAILED, EXIT_OK, EXIT_REQUEUE, EXIT_USAGE
+from pbahpc.units import KB_EV_PER_K
 
 from conftest import env, pbahpc_cmd, run_pbahpc, write_campaign
 
@@ -201,6 +201,19 @@ def test_resume_flag_without_checkpoint(tmp_path, reference):
     out = run_pbahpc(2, "run", str(campaign(tmp_path, smoke, "none", layout={
         "trainer": {"ranks": 1, "shared": True}, "oracle": {"ranks": 1, "shared": True}})), "--resume")
     assert out.returncode == EXIT_USAGE and "no checkpoint" in out.stderr
+
+
+@pytest.mark.parametrize("oracle, expected", [("lattice-gas", [0, 0, 1]),
+                                             ("faulty_engines:ConvergingOracle", [0, 1])])
+def test_components_are_told_the_last_iteration(tmp_path, reference, oracle, expected):
+    """StepContext.last_iteration: the budget's last iteration, or the one in which an earlier stage (here
+    the oracle's) agreed on convergence; the campaign ends after it."""
+    smoke, _, _ = reference
+    path = campaign(tmp_path, smoke, "last", campaign={"iterations": 3}, oracle={"engine": oracle},
+                    continuum={"engine": "faulty_engines:RecordingContinuum"})
+    out = run_pbahpc(NP, "run", str(path), timeout=120)
+    assert out.returncode == EXIT_OK, out.stderr
+    assert results(tmp_path / "last")["continuum"]["last_iteration"].tolist() == expected
 
 
 def test_exception_on_one_rank_stops_everyone(tmp_path, reference):

@@ -10,8 +10,9 @@ from scipy.signal import lfilter
 
 from pbahpc.atomistic.structure import build_pba
 from pbahpc.oracle.teacher import teacher_potential
-from pbahpc.properties.diffusion import (A2_PER_PS_TO_CM2_PER_S, KB_EV_PER_K, arrhenius, diffusion_coefficient,
-                                         msd_direct, msd_fft, run_md, tor_unwrap)
+from pbahpc.properties.diffusion import (A2_PER_PS_TO_CM2_PER_S, arrhenius, diffusion_coefficient, msd_direct,
+                                         msd_fft, run_md, tor_unwrap)
+from pbahpc.units import KB_EV_PER_K
 
 
 def random_walk(rng, D, dt, n_t, n_a):

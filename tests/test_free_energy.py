@@ -16,7 +16,6 @@ from scipy.special import digamma, gammaln, logsumexp
 
 from pbahpc.properties.free_energy import (
     EV_PER_A3_PER_BAR,
-    KB_EV_PER_K,
     Window,
     analyse,
     bootstrap,
@@ -30,6 +29,7 @@ from pbahpc.properties.free_energy import (
     statistical_inefficiency,
     windows_from_observables,
 )
+from pbahpc.units import KB_EV_PER_K
 
 T = 300.0
 kT = KB_EV_PER_K * T

@@ -1,6 +1,8 @@
 """Two-phase supercells, Eq. 4 excess energy, Eq. 5 fit (synthetic), relaxation runner (teacher, real LAMMPS)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from mpi4py import MPI
@@ -8,7 +10,7 @@ from mpi4py import MPI
 from pbahpc.atomistic.structure import build_pba
 from pbahpc.oracle.teacher import TeacherCalculator, teacher_potential
 from pbahpc.properties.interface import (EV_PER_A2_TO_J_PER_M2, excess_energy, fit_interface, interface_area_A2,
-                                         relax_energy, supercell_series, two_phase_supercell)
+                                         npt_lammps, relax_energy, supercell_series, two_phase_supercell)
 
 A_CELL = 10.3
 
@@ -109,19 +111,58 @@ def test_reference_error_moves_strain_not_gamma():
     assert f.sigma_gamma_eV_per_A2 == pytest.approx(f_ind.sigma_gamma_eV_per_A2, rel=1e-6)
 
 
+@dataclass
+class Averaged:
+    energy_eV: float
+    sigma_eV: float
+    interface_area_A2: float  # of the mean cell
+    samples_eV: np.ndarray
+    atoms: object  # final structure
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples_eV)
+
+
+def block_sem(x: np.ndarray, n_blocks: int = 5) -> float:
+    """Standard error of the mean of a correlated series from ``n_blocks`` contiguous block means."""
+    x = np.asarray(x, dtype=float)
+    m = len(x) // n_blocks
+    if m < 1 or n_blocks < 2:
+        return float("nan")
+    means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
+    return float(means.std(ddof=1) / np.sqrt(n_blocks))
+
+
+def average_energy(atoms, potential, comm, T_K, *, npt_steps, average_steps, sample_every, n_blocks=5) -> Averaged:
+    """The thermal alternative to relax_energy's minimisation: after the same NPT run, ``average_steps``
+    more NPT steps, the potential energy sampled every ``sample_every`` steps; mean, block standard error."""
+    from pbahpc.atomistic.lammps_setup import atoms_from_lammps
+
+    with npt_lammps(atoms, potential, comm, T_K, npt_steps=npt_steps, timestep_fs=1.0, pressure_bar=1.0,
+                    barostat="aniso", tdamp_ps=0.1, pdamp_ps=1.0, seed=12345) as lmp:
+        n_s = max(1, average_steps // sample_every)
+        pe, cells = np.empty(n_s), np.empty((n_s, 3, 3))
+        for k in range(n_s):
+            lmp.command(f"run {sample_every} pre {'yes' if k == 0 else 'no'} post no")
+            final = atoms_from_lammps(lmp, potential.species)
+            pe[k], cells[k] = lmp.get_thermo("pe"), final.cell.array
+    return Averaged(float(pe.mean()), block_sem(pe, n_blocks), interface_area_A2(cells.mean(0)), pe, final)
+
+
 def test_relax_runner_teacher():
     pot = teacher_potential()
     ideal = build_pba(1, n_na=0)
     ideal.calc = TeacherCalculator()
     e_ideal = ideal.get_potential_energy()  # the empty framework at a = 10.30 is the documented minimum
-    r = relax_energy(build_pba(1, n_na=0), pot, MPI.COMM_SELF, T_K=50.0, mode="minimize", npt_steps=300)
+    r = relax_energy(build_pba(1, n_na=0), pot, MPI.COMM_SELF, T_K=50.0, npt_steps=300)
     assert r.energy_eV == pytest.approx(e_ideal, abs=2e-3)
     assert r.volume_A3 == pytest.approx(A_CELL**3, rel=2e-3)
-    ra = relax_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=300.0, mode="average", npt_steps=300,
-                      average_steps=600, sample_every=10)
+    ra = average_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=300.0, npt_steps=300, average_steps=600,
+                        sample_every=10)
     assert ra.n_samples == 60 and np.isfinite(ra.sigma_eV) and ra.sigma_eV > 0
     assert ra.energy_eV < 0 and len(ra.atoms) == 120
     assert ra.interface_area_A2 == pytest.approx(A_CELL**2, rel=0.05)
     # thermal average lies above the 0 K minimum of the same cell by ~ 3/2 k T per atom (harmonic)
-    rm = relax_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=50.0, mode="minimize", npt_steps=300)
+    rm = relax_energy(two_phase_supercell(2), pot, MPI.COMM_SELF, T_K=50.0, npt_steps=300)
     assert 0 < ra.energy_eV - rm.energy_eV < 3.0 * 120 * 8.617e-5 * 300

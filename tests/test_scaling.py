@@ -11,8 +11,9 @@ import yaml
 from conftest import ROOT, env
 
 from pbahpc.cli import main as cli
+from pbahpc.scaling.launch import launcher_argv
 from pbahpc.scaling.runner import collect_campaign, parse_lammps_log
-from pbahpc.scaling.sweep import launcher_argv, load_spec
+from pbahpc.scaling.sweep import load_spec
 from pbahpc.scaling.tables import (build_table, read_table, scaling_columns, speedup, strong_efficiency,
                                    weak_efficiency)
 

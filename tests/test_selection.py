@@ -52,3 +52,29 @@ def test_inside_candidates_repeats_and_cap():
     assert not set(fingerprint(outside[k][0]) for k in again.selected) & {fingerprint(outside[k - 2][0])
                                                                            for k in sel.selected}
     assert all(again.skipped[k - 2] == "repeat" for k in sel.selected)
+
+
+def test_basis_rows_only_for_fresh_candidates(monkeypatch):
+    import pbahpc.mlip.selection as selection
+
+    rng, data, training, active = setup()
+    outside = [compressed(random_atoms(rng, 30, 2), 0.85) for _ in range(3)]
+    pairs = [(a, species_of(a)) for a in outside]
+    seen = {fingerprint(outside[0])}  # selected in an earlier iteration
+    computed = []
+    monkeypatch.setattr(selection, "basis_rows", lambda d, a, s: computed.append(a) or basis_rows(d, a, s))
+    sel = select(data, active, pairs + [pairs[1]], seen, tolerance=TOLERANCE)
+    assert sel.skipped[0] == sel.skipped[3] == "repeat"
+    assert [id(a) for a in computed] == [id(outside[1]), id(outside[2])]
+    assert np.isnan(sel.grades[[0, 3]]).all() and np.isfinite(sel.grades[[1, 2]]).all()
+
+
+def test_without_an_active_set_every_fresh_candidate_in_order_up_to_the_cap():
+    rng = np.random.default_rng(4)
+    frames = [random_atoms(rng, 30, 2) for _ in range(4)]
+    pairs = [(a, species_of(a)) for a in frames]
+    seen = {fingerprint(frames[1])}
+    sel = select(None, None, pairs + [pairs[0]], seen, cap=2)
+    assert sel.selected == [0, 2] and sel.skipped == {1: "repeat", 3: "cap", 4: "repeat"}
+    assert sel.active is None and np.isnan(sel.grades).all()
+    assert seen == {fingerprint(frames[k]) for k in (0, 1, 2)}

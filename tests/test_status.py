@@ -114,6 +114,40 @@ def test_corrupt_newest_checkpoint_fails_verification(runs, tmp_path, capsys):
     assert "status: not complete" in out
 
 
+def test_too_old_schema_is_refused_as_resume_refuses_it(runs, tmp_path, capsys):
+    """A newest checkpoint of an older schema (its manifest entry matching, as the older version wrote it)
+    stops a rerun; status says so instead of naming an older checkpoint to resume from."""
+    import hashlib
+    import json
+
+    import h5py
+
+    from pbahpc.checkpoint import CheckpointError, CheckpointStore
+    from pbahpc.checkpoint.h5format import MIN_SCHEMA_VERSION
+
+    run_dir = _copy(runs["done"], tmp_path)
+    (run_dir / "results.h5").unlink()
+    newest = run_dir / "checkpoints" / f"ckpt-{FINAL_STEP:08d}.h5"
+    with h5py.File(newest, "r+") as f:
+        f.attrs["schema_version"] = MIN_SCHEMA_VERSION - 1
+    manifest = run_dir / "checkpoints" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    entry = next(e for e in doc["checkpoints"] if e["step"] == FINAL_STEP)
+    entry.update(sha256=hashlib.sha256(newest.read_bytes()).hexdigest(), size=newest.stat().st_size)
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="older than the oldest supported"):
+        CheckpointStore(run_dir / "checkpoints").load_latest()  # what a rerun's resume does
+    code, out, _ = status(run_dir, capsys)
+    assert code == EXIT_OK
+    line = next(t for t in out.splitlines() if newest.name in t and "step" in t and "refuses" not in t)
+    assert "CANNOT BE RESUMED" in line and "older than the oldest supported" in out
+    prev = FINAL_STEP - 1
+    assert f"ckpt-{prev:08d}.h5: step {prev}" in out and "not checked" in out
+    assert not any(t.strip().startswith("resume from") for t in out.splitlines())
+    assert f"a rerun refuses to resume from {newest.name} (step {FINAL_STEP})" in out
+    assert "iteration reached: ?/3 (no valid checkpoint)" in out
+
+
 def test_not_a_run_directory(tmp_path, capsys):
     for path in (tmp_path, tmp_path / "missing"):
         code, out, err = status(path, capsys)

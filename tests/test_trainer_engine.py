@@ -33,8 +33,9 @@ def campaign(tmp_path, **trainer):
         "trainer": {"engine": "mtp", "level": 4, "train_iterations": 2, **trainer}})
 
 
-def context(iteration):
-    return StepContext(MPI.COMM_SELF, None, iteration, logging.getLogger("test"), lambda: False, lambda cb: cb)
+def context(iteration, last_iteration=False):
+    return StepContext(MPI.COMM_SELF, None, iteration, logging.getLogger("test"), lambda: False, lambda cb: cb,
+                       last_iteration=last_iteration)
 
 
 def oracle_labels(count, seed, oracle="oracle"):
@@ -75,7 +76,8 @@ def test_potential_on_disk_reproduces_the_reported_rmse_and_set_grows_without_re
     active = read_active_set(out["active_set"])
     assert len(active.rows) == len(SPECIES)
     # the same frames again (another oracle group too) add nothing; new frames grow the set
-    same = trainer.step(context(1), {"labels": {**first["labels"], "other": first["labels"]["oracle"]}})["potential"]
+    same = trainer.step(context(1, last_iteration=True),
+                        {"labels": {**first["labels"], "other": first["labels"]["oracle"]}})["potential"]
     assert same == {**out, "final": True}  # the budget's last iteration: the campaign ends after it
     both = {"labels": {"a": first["labels"]["oracle"], "b": second["labels"]["oracle"]}}
     out2 = trainer.step(context(2), both)["potential"]

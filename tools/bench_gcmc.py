@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-from pathlib import Path
+
+from pbahpc.scaling.launch import launch
 
 
 def worker(n: int, md_steps: int, trials: int) -> None:
@@ -73,14 +72,11 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.md_steps, args.trials)
         return
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     rows = []
     for n in args.sizes:
         for p in args.ranks:
-            cmd = [str(bindir / "mpiexec"), "-n", str(p), sys.executable, __file__, "--worker", str(n),
-                   "--md-steps", str(args.md_steps), "--trials", str(args.trials)]
-            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            res = launch(p, [sys.executable, __file__, "--worker", str(n), "--md-steps", str(args.md_steps),
+                             "--trials", str(args.trials)], capture_output=True, text=True)
             line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
             if res.returncode or not line:
                 sys.exit(f"bench_gcmc: {n}x{n}x{n} on {p} rank(s) failed:\n{res.stderr[-2000:]}")

@@ -13,7 +13,6 @@ LAMMPS's is). Run as ``bench_mtp.py --worker POT XYZ STEPS`` it is the per-rank 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pbahpc.atomistic.structure import build_pba
 from pbahpc.mlip.mtp_file import MTPData, write_mtp
 from pbahpc.mlip.templates import build_template
 from pbahpc.mlip.train import to_motep
+from pbahpc.scaling.launch import launch
 
 SPECIES = ("Na", "Mn", "Fe", "C", "N")
 MASSES = (22.99, 54.94, 55.85, 12.011, 14.007)
@@ -92,10 +92,8 @@ def worker(pot: str, xyz: str, steps: int) -> None:
 
 
 def mpi_seconds_per_step(ranks: int, pot: Path, xyz: Path, steps: int) -> float:
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    done = subprocess.run([str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks), sys.executable,
-                           __file__, "--worker", str(pot), str(xyz), str(steps)],
-                          capture_output=True, text=True, check=True)
+    done = launch(ranks, [sys.executable, __file__, "--worker", str(pot), str(xyz), str(steps)],
+                  capture_output=True, text=True, check=True)
     return float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("SECONDS_PER_STEP")))
 
 

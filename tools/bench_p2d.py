@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from pbahpc.scaling.launch import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the PyBaMM reference and its test cell live with the tests
@@ -100,14 +100,11 @@ if MPI.COMM_WORLD.rank == 0:
 
 
 def scaling(cells: int, duration_s: float, ranks=(1, 2)) -> None:
-    bin_dir = Path(sys.executable).parent
     script = Path(tempfile.mkdtemp()) / "p2d_scaling.py"
     script.write_text(SCALING.format(tests=str(ROOT / "tests"), cells=cells, duration=duration_s))
     base = None
     for n in ranks:
-        env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-        out = subprocess.run([str(bin_dir / "mpiexec"), "-n", str(n), sys.executable, str(script)],
-                             capture_output=True, text=True, env=env, check=True)
+        out = launch(n, [sys.executable, str(script)], capture_output=True, text=True, check=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         base = base or res["wall"]
         print(f"fine mesh, first {duration_s:g} s of a 1C discharge, {res['unknowns']} unknowns, {n} rank(s): {res['wall']:.2f} s, "

@@ -58,10 +58,9 @@ import numpy as np
 from ..checkpoint import decode_rng, encode_rng, write_tree
 from ..driver.component import Inbox, StepContext
 from ..mlip.dataset import frame_of
-from .lammps_setup import LammpsPotential, atoms_from_lammps, setup_lammps
+from .lammps_setup import LammpsPotential, apply_potential, atoms_from_lammps, setup_lammps
 from .windows import SUMMARY_COLUMNS, WindowSchedule
 
-KB_EV_PER_K = 8.617333262e-5
 _ACCEPT = ("translation", "insertion", "deletion")  # fix gcmc vector entries 1-6: attempts, successes
 FIX_MD, FIX_CTL, FIX_GC, FIX_HALT = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc", "pbahpc_halt"
 GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
@@ -146,18 +145,18 @@ class GcmcMdReplica:
         from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
         import lammps
 
-        self._plugin = False
         return lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=self.comm)
 
-    def _mtp_commands(self) -> None:
-        """pair_style mtp from self.mtp (the instance must have no MTP computes yet, or the same pair style)."""
-        from ..mlip.plugin import build_plugin, mtp_commands
+    def _pair_style(self) -> None:
+        """The potential in use on this instance: self.mtp's MTP, else the configured one (an instance with MTP
+        computes already must get the same pair style)."""
+        if self.mtp:
+            from ..mlip.plugin import mtp_potential
 
-        if not self._plugin:
-            self.lmp.command(f"plugin load {build_plugin()}")
-            self._plugin = True
-        for c in mtp_commands(self.mtp["mtp"], self.mtp_species, self.potential.species, self.mtp["active_set"]):
-            self.lmp.command(c)
+            apply_potential(self.lmp, mtp_potential(self.mtp["mtp"], self.mtp_species, self.potential.species,
+                                                    self.mtp["active_set"]))
+        else:
+            apply_potential(self.lmp, self.potential)
 
     def _grade_computes(self) -> None:
         self.lmp.command(f"compute {GRADE} all mtp/grade")
@@ -177,7 +176,7 @@ class GcmcMdReplica:
             return
         first = not self.mtp
         self.mtp = paths
-        self._mtp_commands()
+        self._pair_style()
         if first:
             self._grade_computes()
 
@@ -417,11 +416,7 @@ class GcmcMdReplica:
         self.lmp.close()
         self.lmp = self._open()
         self.lmp.command(f"read_restart {restart}")
-        if self.mtp:
-            self._mtp_commands()
-        else:
-            for c in self.potential.commands:
-                self.lmp.command(c)
+        self._pair_style()
         self.lmp.command("neighbor 2.0 bin")
         self.lmp.command("neigh_modify every 1 delay 0 check yes")
         self._checked_step = -1

@@ -8,7 +8,9 @@ read back stay in the LAMMPS frame.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -23,6 +25,15 @@ class LammpsPotential:
     masses_amu: tuple[float, ...]
     commands: tuple[str, ...]  # pair_style / pair_coeff / pair_modify ... issued after the box exists
     cutoff_A: float  # largest interaction range (for neighbour settings and ASE)
+    prepare: Callable[[Any], None] | None = None  # called with the instance before the commands (a plugin load)
+
+
+def apply_potential(lmp, potential: LammpsPotential) -> None:
+    """The potential's commands on ``lmp`` (``prepare`` first): at set-up, after a restart, or to switch."""
+    if potential.prepare is not None:
+        potential.prepare(lmp)
+    for c in potential.commands:
+        lmp.command(c)
 
 
 def lammps_cell(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +84,7 @@ def setup_lammps(lmp, atoms: Atoms, potential: LammpsPotential) -> None:
         created = lmp.create_atoms(n, np.arange(1, n + 1), types, x.reshape(-1), v.reshape(-1))
         if created != n or lmp.get_natoms() != n:
             raise RuntimeError(f"LAMMPS created {lmp.get_natoms()} of {n} atoms")
-    for c in potential.commands:
-        lmp.command(c)
+    apply_potential(lmp, potential)
     lmp.command("neighbor 2.0 bin")
     lmp.command("neigh_modify every 1 delay 0 check yes")
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng
 from ..driver.component import Inbox, StepContext
-
-KB_EV_PER_K = 8.617333262e-5
+from ..units import KB_EV_PER_K
 
 
 def neighbour_count(occ: np.ndarray) -> np.ndarray:

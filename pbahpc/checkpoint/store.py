@@ -13,6 +13,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -132,8 +133,7 @@ class CheckpointStore:
         Returns None if there is no checkpoint at all. Raises CheckpointError if checkpoints exist
         (on disk or in the manifest) but none is valid, or one has a too-old schema.
         """
-        on_disk = self._scan()
-        entries = self._read_manifest()
+        entries, on_disk = self.listing()
         if entries is None:
             if on_disk and not (self.directory / MANIFEST_NAME).exists():
                 warnings.warn(
@@ -157,6 +157,33 @@ class CheckpointStore:
             return None
 
         failures: list[tuple[Path, str]] = []
+        for path, found in self.verified(entries, on_disk):
+            if isinstance(found, CorruptCheckpointError):
+                failures.append((path, str(found)))
+                continue
+            if isinstance(found, CheckpointError):
+                raise found
+            for bad, reason in failures:
+                warnings.warn(
+                    f"checkpoint {bad} is corrupt ({reason}); falling back to {path}",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+            return found
+        reasons = "; ".join(f"{p.name}: {r}" for p, r in failures)
+        raise CheckpointError(f"no valid checkpoint in {self.directory}: {reasons}")
+
+    def listing(self) -> tuple[dict[int, _Entry] | None, dict[int, Path]]:
+        """Read-only: the manifest's entries by step (None when it is missing, or unusable: then with a
+        CheckpointWarning) and the checkpoint files on disk by step."""
+        return self._read_manifest(), self._scan()
+
+    def verified(self, entries: dict[int, _Entry], on_disk: dict[int, Path]
+                 ) -> Iterator[tuple[Path, LoadedCheckpoint | CheckpointError]]:
+        """Read-only: the files of ``listing()``, newest first, each with the checkpoint or why it fails
+        (whole-file sha256 when listed, then every leaf and the tree digest), down to the one a resume
+        stops at: the first valid one, or one it refuses (a CheckpointError that is not corruption,
+        e.g. a too-old schema: resuming from an older checkpoint instead would silently lose work)."""
         for step in sorted(on_disk, reverse=True):
             path = on_disk[step]
             try:
@@ -166,17 +193,13 @@ class CheckpointStore:
                 if header.step != step:
                     raise CorruptCheckpointError(f"file records step {header.step}")
             except CorruptCheckpointError as exc:
-                failures.append((path, str(exc)))
+                yield path, exc
                 continue
-            for bad, reason in failures:
-                warnings.warn(
-                    f"checkpoint {bad} is corrupt ({reason}); falling back to {path}",
-                    CheckpointWarning,
-                    stacklevel=2,
-                )
-            return LoadedCheckpoint(payload, header.meta, step, path, header.created)
-        reasons = "; ".join(f"{p.name}: {r}" for p, r in failures)
-        raise CheckpointError(f"no valid checkpoint in {self.directory}: {reasons}")
+            except CheckpointError as exc:
+                yield path, exc
+                return
+            yield path, LoadedCheckpoint(payload, header.meta, step, path, header.created)
+            return
 
     def list(self) -> list[tuple[int, Path]]:
         """(step, path) of the checkpoints in the manifest, oldest first."""

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomistic.lattice_gas import KB_EV_PER_K
 from ..driver.component import Inbox, StepContext
+from ..units import KB_EV_PER_K
 
 Z_NEIGHBOURS = 6
 

@@ -137,12 +137,20 @@ class Driver:
 
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> int:
+        """The campaign from where it stands (collective). However it ends (complete, stopped, failed), the
+        timers are gathered once, for timings.yaml and, when complete, results.h5."""
         self.timers = dict.fromkeys(self.timers, 0.0)  # time spent in the campaign loop only
-        t0 = self._t0 = time.perf_counter()
+        t0 = time.perf_counter()
         try:
-            return self._loop()
+            code = self._loop()
         finally:
             self.timers["wall"] += time.perf_counter() - t0
+        timings = self._gather_timings()
+        if code == EXIT_OK:
+            self._write_results(timings)
+        if self.rank == 0:
+            self._write_timings(timings)
+        return code
 
     def _loop(self) -> int:
         n_iter = self.cfg.campaign.iterations
@@ -194,7 +202,6 @@ class Driver:
                 self._checkpoint()
         if self._checkpoint(wait=True):
             return EXIT_FAILED
-        self._write_results()
         return EXIT_OK
 
     def _advance(self) -> None:
@@ -207,8 +214,10 @@ class Driver:
                               ": converged" if self.converged else "")
 
     def _context(self, g: Group) -> component.StepContext:
+        # converged: agreed at an earlier stage of this iteration, which then ends the campaign (_loop)
+        last = self.iteration == self.cfg.campaign.iterations - 1 or self.converged
         return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
-                                     lambda: self.stop.requested, self.stop.add_interrupt)
+                                     lambda: self.stop.requested, self.stop.add_interrupt, last_iteration=last)
 
     # ----------------------------------------------------------------------------- synchronisation
     def _agree(self, flags: np.ndarray, error: str | None) -> np.ndarray:
@@ -390,38 +399,41 @@ class Driver:
         return True
 
     # ----------------------------------------------------------------------------- results
-    def _write_results(self) -> None:
+    def _gather_timings(self) -> list[dict[str, Any]] | None:
+        """Every rank's timers, by rank, on rank 0 (collective): seconds computing, waiting at sync points,
+        routing, checkpointing and in the loop (wall); ``stages``: one (iteration, stage index (``PIPELINE``),
+        compute s, wait s) per synchronisation point of this launch; on rank 0 also the background writer's
+        writes and seconds. Always on: a few perf_counter calls per sync point."""
+        mine: dict[str, Any] = {k: float(v) for k, v in self.timers.items()}
+        mine["stages"] = [(int(i), int(s), float(c), float(w)) for i, s, c, w in self.stage_times]
+        if self.writer.writes:
+            mine.update(checkpoint_writes=self.writer.writes, checkpoint_write_s=float(self.writer.write_seconds))
+        return self.world.gather(mine, root=0)
+
+    def _write_results(self, timings: list[dict[str, Any]] | None) -> None:
         gathered = self._collect(lambda g, c: c.results() if self.rank == g.root else None)
-        # the driver's own timers, always on (a few perf_counter calls per sync point): this launch's
-        # seconds per rank and one row (iteration, stage index, compute s, wait s) per sync point
-        timers = self.world.gather({**{k: float(v) for k, v in self.timers.items()},
-                                    "wall": time.perf_counter() - self._t0,
-                                    "stages": np.array(self.stage_times, dtype=np.float64).reshape(-1, 4)}, root=0)
         if self.rank == 0:
-            timings = {f"rank{r:05d}": t for r, t in enumerate(timers)}
+            ranks = {f"rank{r:05d}": {**t, "stages": np.array(t["stages"], dtype=np.float64).reshape(-1, 4)}
+                     for r, t in enumerate(timings)}
             write_tree(self.run_dir / "results.h5", {"groups": {n: r[0] for n, r in gathered.items()},
-                                                     "timings": timings},
+                                                     "timings": ranks},
                        meta={"campaign": self.cfg.campaign.name, "iterations": self.iteration,
                              "converged": int(self.converged), "stages": [s.name for s in self.pipeline],
                              "stage_columns": "iteration stage compute_s wait_s"})
             self.log.info("campaign complete: %s", self.run_dir / "results.h5")
 
+    def _write_timings(self, timings: list[dict[str, Any]]) -> None:
+        """timings.yaml (rank 0): the gathered timers, to the microsecond, with each rank's groups."""
 
-def write_timings(driver: Driver, path: Path) -> None:
-    """Per-rank seconds spent computing, waiting at sync points, routing, checkpointing (collective);
-    on rank 0 also the background writer's own seconds; ``stages``: one [iteration, stage index
-    (``PIPELINE``), compute s, wait s] per synchronisation point of this launch."""
-    mine = {k: round(float(v), 6) for k, v in driver.timers.items()}
-    mine["stages"] = [[i, s, round(c, 6), round(w, 6)] for i, s, c, w in driver.stage_times]
-    if driver.writer.writes:
-        mine.update(checkpoint_writes=driver.writer.writes,
-                    checkpoint_write_s=round(driver.writer.write_seconds, 6))
-    rows = driver.world.gather(mine, root=0)
-    if driver.rank == 0:
-        groups = {r: [g.name for g in driver.layout.groups_of(r)] for r in range(driver.layout.size)}
-        path.write_text(yaml.safe_dump({"stages": [s.name for s in driver.pipeline],
-                                        **{f"rank{r}": {"groups": groups[r], **t} for r, t in enumerate(rows)}},
-                                       sort_keys=False, default_flow_style=None))
+        def rounded(t: dict[str, Any]) -> dict[str, Any]:
+            return {k: [[i, s, round(c, 6), round(w, 6)] for i, s, c, w in v] if k == "stages" else
+                    round(v, 6) if isinstance(v, float) else v for k, v in t.items()}
+
+        groups = {r: [g.name for g in self.layout.groups_of(r)] for r in range(self.layout.size)}
+        (self.run_dir / "timings.yaml").write_text(yaml.safe_dump(
+            {"stages": [s.name for s in self.pipeline],
+             **{f"rank{r}": {"groups": groups[r], **rounded(t)} for r, t in enumerate(timings)}},
+            sort_keys=False, default_flow_style=None))
 
 
 def _fmt(sig: dict[str, int]) -> str:

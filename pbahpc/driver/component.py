@@ -31,6 +31,7 @@ class StepContext:
     log: logging.Logger
     _stop: Callable[[], bool]
     _interrupt: Callable[[Callable[[], None]], Callable[[], None]]
+    last_iteration: bool = False  # the campaign ends after this iteration: the budget's last, or converged
 
     def stop_requested(self) -> bool:
         """Collective over ``comm``: True on every rank of the group if a stop was requested on any.

@@ -38,7 +38,7 @@ so a file read and written again is unchanged, and values read back equal the wr
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -56,14 +56,17 @@ class CfgError(ValueError):
     """A malformed `.cfg` file; the message is ``FILE:LINE: problem``."""
 
 
-class _Lines:
-    """The file's non-blank lines as (1-based line number, words)."""
+class Lines:
+    """A text file's non-blank lines (less those ``skip`` matches) as (1-based line number, words), read in
+    order; ``error`` makes the one-line ``FILE:LINE: problem`` exception (CfgError here)."""
 
-    def __init__(self, text: str, name: str):
-        self.items = [(no, line.split()) for no, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    def __init__(self, text: str, name: str, skip: Callable[[str], bool] | None = None):
+        lines = text.splitlines()
+        self.items = [(no, line.split()) for no, line in enumerate(lines, start=1)
+                      if line.strip() and not (skip and skip(line.strip()))]
         self.pos = 0
         self.name = name
-        self.last = len(text.splitlines())
+        self.last = len(lines)
 
     def at_end(self) -> bool:
         return self.pos >= len(self.items)
@@ -74,7 +77,7 @@ class _Lines:
         self.pos += 1
         return self.items[self.pos - 1]
 
-    def error(self, no: int, message: str) -> CfgError:
+    def error(self, no: int, message: str) -> ValueError:
         return CfgError(f"{self.name}:{no}: {message}")
 
     def numbers(self, inside: str, count: int) -> tuple[int, list[float]]:
@@ -95,7 +98,7 @@ def read_cfg(path: str | Path, species: Sequence[str], *, features: bool = True)
 
 def parse_cfg(text: str, species: Sequence[str], *, name: str = "<cfg>", features: bool = True) -> list[Atoms]:
     """:func:`read_cfg` on file content; ``name`` labels error messages."""
-    lines = _Lines(text, name)
+    lines = Lines(text, name)
     images = []
     while not lines.at_end():
         no, words = lines.next("the file")
@@ -105,7 +108,7 @@ def parse_cfg(text: str, species: Sequence[str], *, name: str = "<cfg>", feature
     return images
 
 
-def _parse_one(lines: _Lines, species: tuple[str, ...], features: bool) -> Atoms:
+def _parse_one(lines: Lines, species: tuple[str, ...], features: bool) -> Atoms:
     size = cell = columns = rows = energy = plus = None
     feature_values: dict[str, str] = {}
     while True:

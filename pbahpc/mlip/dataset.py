@@ -67,7 +67,7 @@ from ase.data import atomic_numbers
 from ase.io.extxyz import key_val_dict_to_str
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
-from .cfg_file import format_cfg, read_cfg
+from .cfg_file import Lines, format_cfg, read_cfg
 
 FORMATS = ("extxyz", "outcar", "vasprun", "cfg", "ml_ab")
 ASE_FORMATS = {"extxyz": "extxyz", "outcar": "vasp-out", "vasprun": "vasp-xml"}
@@ -137,50 +137,36 @@ def read_ml_ab(path: str | Path) -> list[Atoms]:
     return parse_ml_ab(path.read_text(encoding="utf-8"), name=str(path))
 
 
-class _Items:
-    """Non-blank, non-separator lines as (line number, text with single spaces)."""
+class _Items(Lines):
+    """ML_AB lines: separator lines (``*``, ``=``, ``-``) left out; titles and names as text with single spaces."""
 
     def __init__(self, text: str, name: str):
-        lines = text.splitlines()
-        self.items = [(no, " ".join(line.split())) for no, line in enumerate(lines, start=1)
-                      if line.strip() and not set(line.strip()) <= set("*=-")]
-        self.pos = 0
-        self.name = name
-        self.last = len(lines)
+        super().__init__(text, name, skip=lambda line: set(line) <= set("*=-"))
 
     def peek(self) -> str | None:
-        return self.items[self.pos][1] if self.pos < len(self.items) else None
+        return None if self.at_end() else " ".join(self.items[self.pos][1])
 
-    def next(self, inside: str) -> tuple[int, str]:
-        if self.pos >= len(self.items):
-            raise self.error(self.last, f"file ends inside {inside}")
-        self.pos += 1
-        return self.items[self.pos - 1]
+    def text(self, inside: str) -> tuple[int, str]:
+        no, words = self.next(inside)
+        return no, " ".join(words)
 
     def error(self, no: int, message: str) -> ValueError:
         return ValueError(f"{self.name}:{no}: {message} (ML_AB layout: see pbahpc.mlip.dataset)")
 
     def title(self, expected: str) -> int:
-        no, text = self.next(f"section {expected!r}")
+        no, text = self.text(f"section {expected!r}")
         if text != expected:
             raise self.error(no, f"expected {expected!r}, found {text!r}")
         return no
 
     def integer(self, inside: str) -> int:
-        no, text = self.next(inside)
+        no, text = self.text(inside)
         if not text.isdigit():
             raise self.error(no, f"{inside}: expected a non-negative integer, found {text!r}")
         return int(text)
 
     def floats(self, inside: str, count: int) -> list[float]:
-        no, text = self.next(inside)
-        words = text.split()
-        if len(words) != count:
-            raise self.error(no, f"{inside}: expected {count} numbers, found {len(words)} words")
-        try:
-            return [float(w) for w in words]
-        except ValueError:
-            raise self.error(no, f"{inside}: not a number in {text!r}") from None
+        return self.numbers(inside, count)[1]
 
     def rows(self, inside: str, n: int) -> np.ndarray:
         return np.array([self.floats(inside, 3) for _ in range(n)], dtype=float).reshape(n, 3)
@@ -189,11 +175,11 @@ class _Items:
 def parse_ml_ab(text: str, *, name: str = "<ML_AB>") -> list[Atoms]:
     """:func:`read_ml_ab` on file content; ``name`` labels error messages."""
     items = _Items(text, name)
-    if not items.items or not items.items[0][1].endswith("Version"):
+    if not (items.peek() or "").endswith("Version"):
         raise items.error(items.items[0][0] if items.items else 1, "expected the header line '1.0 Version'")
     declared = None
     while items.peek() is not None and not items.peek().startswith("Configuration num."):
-        no, title = items.next("the header")
+        no, title = items.text("the header")
         if title == "The number of configurations":
             declared = items.integer(title)
     images = []
@@ -205,12 +191,11 @@ def parse_ml_ab(text: str, *, name: str = "<ML_AB>") -> list[Atoms]:
 
 
 def _parse_ml_ab_block(items: _Items, expected_index: int) -> Atoms:
-    no, text = items.next("a configuration")
-    words = text.split()
+    no, words = items.next("a configuration")
     if words[:2] != ["Configuration", "num."] or len(words) != 3 or not words[2].isdigit():
-        raise items.error(no, f"expected 'Configuration num. <n>', found {text!r}")
+        raise items.error(no, f"expected 'Configuration num. <n>', found {' '.join(words)!r}")
     items.title("System name")
-    system_name = items.next("System name")[1]
+    system_name = items.text("System name")[1]
     items.title("The number of atom types")
     n_types = items.integer("The number of atom types")
     items.title("The number of atoms")
@@ -218,10 +203,9 @@ def _parse_ml_ab_block(items: _Items, expected_index: int) -> Atoms:
     items.title("Atom types and atom numbers")
     symbols: list[str] = []
     for _ in range(n_types):
-        t_no, t_text = items.next("Atom types and atom numbers")
-        t_words = t_text.split()
+        t_no, t_words = items.next("Atom types and atom numbers")
         if len(t_words) != 2 or t_words[0] not in atomic_numbers or not t_words[1].isdigit():
-            raise items.error(t_no, f"expected 'Element count', found {t_text!r}")
+            raise items.error(t_no, f"expected 'Element count', found {' '.join(t_words)!r}")
         symbols += [t_words[0]] * int(t_words[1])
     if len(symbols) != n_atoms:
         raise items.error(t_no, f"atom numbers add up to {len(symbols)}, not The number of atoms = {n_atoms}")
@@ -243,7 +227,7 @@ def _parse_ml_ab_block(items: _Items, expected_index: int) -> Atoms:
         results["stress"] = -KBAR_EV_A3 * np.array([xx, yy, zz, yz, zx, xy])  # ASE Voigt, ASE sign
     nxt = items.peek()
     if nxt is not None and not nxt.startswith("Configuration num."):
-        no, text = items.next("a configuration")
+        no, text = items.text("a configuration")
         raise items.error(no, f"expected 'Stress (kbar)' or the next 'Configuration num.', found {text!r}")
     atoms = Atoms(symbols, positions=positions, cell=cell, pbc=True)
     atoms.info["system_name"] = system_name

@@ -31,23 +31,22 @@ def fingerprint(atoms: Atoms) -> str:
 @dataclass
 class Selection:
     selected: list[int]
-    """Indices into the candidate list, largest grade first."""
+    """Indices into the candidate list, largest grade first (without an active set: in order)."""
     grades: np.ndarray
-    """Largest gamma of each candidate under the current active set."""
+    """Largest gamma of each candidate under the current active set (NaN: a repeat, or no active set)."""
     skipped: dict[int, str] = field(default_factory=dict)
     """Candidate index -> why it was not selected: 'repeat', 'inside' (adds no active row), 'cap'."""
     active: ActiveSet | None = None
     """The extended active set (before the cap): it grades every fresh candidate <= 1 + tolerance."""
 
 
-def select(data: MTPData, active: ActiveSet, candidates: list[tuple[Atoms, np.ndarray]], seen: set[str],
-           cap: int | None = None, tolerance: float = 1e-3) -> Selection:
+def select(data: MTPData | None, active: ActiveSet | None, candidates: list[tuple[Atoms, np.ndarray]],
+           seen: set[str], cap: int | None = None, tolerance: float = 1e-3) -> Selection:
     """Select among ``candidates`` ((atoms, MTP species index per atom)); ``seen`` holds the fingerprints
-    of everything selected before and is updated with the new selection."""
-    rows = [basis_rows(data, atoms, species) for atoms, species in candidates]
-    grades = np.array([active.grades(r, s).max(initial=0.0) for r, (_, s) in zip(rows, candidates)])
-    skipped: dict[int, str] = {}
+    of everything selected before and is updated with the new selection. Without an active set (no
+    potential yet: nothing to grade against) every fresh candidate is selected, in order."""
     keys = [fingerprint(atoms) for atoms, _ in candidates]
+    skipped: dict[int, str] = {}
     fresh = []
     batch: set[str] = set()
     for k, key in enumerate(keys):
@@ -56,23 +55,31 @@ def select(data: MTPData, active: ActiveSet, candidates: list[tuple[Atoms, np.nd
         else:
             batch.add(key)
             fresh.append(k)
-    chosen: set[int] = set()
-    extended = []
-    for s, current in enumerate(active.rows):
-        owners = [(k, r[np.asarray(candidates[k][1]) == s]) for k, r in ((k, rows[k]) for k in fresh)]
-        pool = np.vstack([current] + [r for _, r in owners])
-        owner = np.concatenate([np.full(len(current), -1)] + [np.full(len(r), k) for k, r in owners])
-        # start from the current active rows: candidates they already span stay out
-        picked = maxvol(pool, tolerance, start=np.arange(len(current)))
-        chosen.update(int(k) for k in owner[picked] if k >= 0)
-        extended.append(pool[picked])
-    for k in fresh:
-        if k not in chosen:
-            skipped[k] = "inside"
-    ranked = sorted(chosen, key=lambda k: -grades[k])
+    grades = np.full(len(candidates), np.nan)
+    extended = None
+    if active is None:
+        ranked = fresh
+    else:
+        rows = {k: basis_rows(data, *candidates[k]) for k in fresh}  # the costly part: repeats have none
+        for k in fresh:
+            grades[k] = active.grades(rows[k], candidates[k][1]).max(initial=0.0)
+        chosen: set[int] = set()
+        extended = []
+        for s, current in enumerate(active.rows):
+            owners = [(k, rows[k][np.asarray(candidates[k][1]) == s]) for k in fresh]
+            pool = np.vstack([current] + [r for _, r in owners])
+            owner = np.concatenate([np.full(len(current), -1)] + [np.full(len(r), k) for k, r in owners])
+            # start from the current active rows: candidates they already span stay out
+            picked = maxvol(pool, tolerance, start=np.arange(len(current)))
+            chosen.update(int(k) for k in owner[picked] if k >= 0)
+            extended.append(pool[picked])
+        for k in fresh:
+            if k not in chosen:
+                skipped[k] = "inside"
+        ranked = sorted(chosen, key=lambda k: -grades[k])
     if cap is not None:
         for k in ranked[cap:]:
             skipped[k] = "cap"
         ranked = ranked[:cap]
     seen.update(keys[k] for k in ranked)
-    return Selection(ranked, grades, skipped, ActiveSet.from_rows(extended))
+    return Selection(ranked, grades, skipped, None if extended is None else ActiveSet.from_rows(extended))

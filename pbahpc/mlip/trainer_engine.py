@@ -16,7 +16,7 @@ drawn from the engine's seeded Generator, later fits continue from the previous 
 root then writes ``<run_dir>/potentials/potential-<iteration>.mtp`` and ``active-<iteration>.als`` (the
 MaxVol active set over the training set). Outgoing on ``potential``: ``{"mtp": path, "active_set": path,
 "iteration", "n_train", "rmse_energy_eV_atom", "rmse_forces_eV_A", "rmse_stress_GPa", "final"}`` (the RMSEs on the
-training set, as ``train.rmse`` computes them; ``final``: the campaign ends after this iteration); without new labels the last payload is sent again (and
+training set, as ``train.rmse`` computes them; ``final``: the campaign ends after it, ``ctx.last_iteration``); without new labels the last payload is sent again (and
 ``{}`` before the first fit). ``trainer.initial_data`` files start the training set (fitted in the
 first train stage). After every train stage the group root writes the training set
 (``<run_dir>/training/train.extxyz`` and ``train.cfg``) and the per-iteration statistics
@@ -71,8 +71,6 @@ class MTPTrainer:
         tc = cfg.trainer
         self.species = tuple(tc.species)
         self.level, self.max_iter, self.ridge, self.cap = tc.level, tc.train_iterations, tc.ridge, tc.max_selected
-        # the potential of this iteration is final if the campaign ends after it
-        self.last_iteration, self.stop_when_converged = cfg.campaign.iterations - 1, cfg.campaign.stop_when_converged
         self.radial = {"min_dist": tc.min_dist_A, "max_dist": tc.max_dist_A, "radial_basis_size": tc.radial_basis_size}
         run_dir = Path(cfg.campaign.run_dir)
         self.out_dir, self.set_dir, self.stats_path = run_dir / "potentials", run_dir / "training", \
@@ -162,22 +160,9 @@ class MTPTrainer:
                 names.append((rep, key))
                 atoms.append(frame_atoms(frame))
         seen = self.chosen | self.seen  # selected before, or in the training set already
-        skipped: dict[int, str] = {}
-        if self.mtp is None:  # nothing to grade against yet: every fresh frame, in order
-            picked = []
-            for k, a in enumerate(atoms):
-                fp = fingerprint(a)
-                if fp in seen:
-                    skipped[k] = "repeat"
-                elif self.cap is not None and len(picked) >= self.cap:
-                    skipped[k] = "cap"
-                else:
-                    picked.append(k)
-                    seen.add(fp)
-        else:
-            outcome = select(self.mtp, self.active_set(), [(a, self.species_indices(a)) for a in atoms], seen,
-                             cap=self.cap)
-            picked, skipped = outcome.selected, outcome.skipped
+        outcome = select(self.mtp, self.active_set(), [(a, self.species_indices(a)) for a in atoms], seen,
+                         cap=self.cap)
+        picked, skipped = outcome.selected, outcome.skipped
         selected: dict[str, dict[str, Any]] = {}
         for k in picked:
             rep, key = names[k]
@@ -216,11 +201,10 @@ class MTPTrainer:
         if self.mtp is not None and added:
             held_out = rmse(self.mtp, self.species, [to_atoms(c) for c in added], ctx.comm)
             row.update(rmse_new_energy_eV_atom=held_out["energy"], rmse_new_forces_eV_A=held_out["forces"])
-        final = ctx.iteration == self.last_iteration or (self.stop_when_converged and bool(row.get("converged")))
         if not added and (self.mtp is not None or not self.configs):
             ctx.log.info("no new labels (training set %d): potential unchanged", len(self.configs))
             self._finish_row(ctx, row)
-            return {"potential": {**self.last, "final": final}} if self.last else {}
+            return {"potential": {**self.last, "final": ctx.last_iteration}} if self.last else {}
         from .active_set import ActiveSet, write_active_set
         from .dataset import write_training_set
         from .mtp_file import write_mtp
@@ -248,7 +232,7 @@ class MTPTrainer:
                      "n_train": len(configs), "rmse_energy_eV_atom": float(errors["energy"]),
                      "rmse_forces_eV_A": float(errors["forces"]), "rmse_stress_GPa": float(errors["stress"])}
         self._finish_row(ctx, row)
-        return {"potential": {**self.last, "final": final}}
+        return {"potential": {**self.last, "final": ctx.last_iteration}}
 
     def _finish_row(self, ctx: StepContext, row: dict[str, float]) -> None:
         row.update(n_train=len(self.configs), rmse_train_energy_eV_atom=self.last.get("rmse_energy_eV_atom", np.nan),

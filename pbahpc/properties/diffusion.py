@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..units import KB_EV_PER_K
+
 A2_PER_PS_TO_CM2_PER_S = 1e-4  # 1 A^2/ps = 1e-16 cm^2 / 1e-12 s
 A2_PS_TO_M2_S = 1e-8  # 1 A^2/ps = 1e-20 m^2 / 1e-12 s
-KB_EV_PER_K = 8.617333262e-5
 _LAMMPS_ARGS = ["-log", "none", "-screen", "none", "-nocite"]
 
 

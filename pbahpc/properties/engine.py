@@ -90,8 +90,8 @@ class PropertiesEngine:
             atoms = two_phase_supercell(p["n"], unit, a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low,
                                         inserted=gc.inserted)
         steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
-        res = relax_energy(atoms, self._mtp(), ctx.comm, it.temperature_K, mode="minimize", npt_steps=steps,
-                           timestep_fs=it.timestep_fs, seed=self._seed())
+        res = relax_energy(atoms, self._mtp(), ctx.comm, it.temperature_K, npt_steps=steps, timestep_fs=it.timestep_fs,
+                           seed=self._seed())
         final = res.atoms
         return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
                 "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,

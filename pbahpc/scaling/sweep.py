@@ -27,7 +27,6 @@ run directory), scaling.h5, scaling.txt, plots/.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from .launch import launch_env, launcher_argv, reduced_campaign
 
 COMMON = ("ranks", "strong", "weak", "repeats")
 OPTIONS: dict[str, dict[str, Any]] = {  # kernel -> option -> default
@@ -186,55 +186,19 @@ def load_spec(path: Path) -> Spec:
 
 
 # ----------------------------------------------------------------------------- running
-def launcher_argv(ranks: int, template: str | None = None) -> list[str]:
-    """The launch command for ``ranks`` MPI ranks: env PBAHPC_LAUNCHER, else the spec's, else the venv's
-    mpiexec. ``{ranks}`` is substituted; without it ``-n RANKS`` is appended."""
-    template = os.environ.get("PBAHPC_LAUNCHER") or template
-    if not template:
-        exe = Path(sys.executable).parent / "mpiexec"
-        template = f"{shlex.quote(str(exe)) if exe.exists() else 'mpiexec'} -n {{ranks}}"
-    if "{ranks}" not in template:
-        template += " -n {ranks}"
-    return shlex.split(template.replace("{ranks}", str(ranks)))
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def campaign_config(pt: Point, run_dir: Path) -> tuple[dict, int]:
-    """The reduced campaign of a campaign point: properties and continuum removed, one short
-    iteration, ``size`` replicas (weak: per replica rank) at temperatures spread over 300-600 K."""
+    """The reduced campaign of a campaign point: one short iteration, ``size`` replicas (weak: per
+    replica rank) at temperatures spread over 300-600 K."""
     import numpy as np
-    import yaml
 
     o = pt.options
-    cfg = yaml.safe_load(Path(o["base"]).read_text())
-    for k in ("properties", "continuum"):
-        cfg.pop(k, None)
-        cfg.get("layout", {}).pop(k, None)
     split = o["split"]
     replica_ranks = pt.ranks if split is None else pt.ranks - split["trainer"] - split["oracle"]
     n = pt.size * (replica_ranks if pt.mode == "weak" else 1)
-    cfg["campaign"].update(iterations=int(o["iterations"]), run_dir=str(run_dir))
-    rep = cfg["replicas"]
-    rep["temperatures_K"] = [float(t) for t in np.linspace(300.0, 600.0, n)] if n > 1 else [300.0]
-    rep["mu_eV"] = [float(rep["mu_eV"][0])]
-    rep["cycles"] = int(o["cycles"])
-    rep["gcmc"]["md_steps"] = int(o["md_steps"])
-    cfg["trainer"].update(level=int(o["level"]), train_iterations=int(o["train_iterations"]))
-    if split is None:
-        cfg["layout"] = {"replicas": {"ranks_each": "auto"}, "trainer": {"ranks": pt.ranks, "shared": True},
-                         "oracle": {"ranks": pt.ranks, "shared": True}}
-    else:
-        cfg["layout"] = {"replicas": {"ranks_each": "auto"},
-                         "trainer": {"ranks": split["trainer"], "shared": False},
-                         "oracle": {"ranks": split["oracle"], "shared": False}}
+    cfg = reduced_campaign(o["base"], run_dir, ranks=pt.ranks, iterations=o["iterations"], cycles=o["cycles"],
+                           md_steps=o["md_steps"], service=split,
+                           temperatures_K=np.linspace(300.0, 600.0, n) if n > 1 else [300.0],
+                           level=o["level"], train_iterations=o["train_iterations"])
     return cfg, n
 
 
@@ -265,7 +229,7 @@ def run_point(pt: Point, out_dir: Path, launcher: str | None, timeout_s: float) 
     t0 = time.perf_counter()
     try:
         with open(work / "run.log", "w") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), timeout=timeout_s)
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=launch_env(), timeout=timeout_s)
         rc = proc.returncode
     except subprocess.TimeoutExpired:
         rc = None

