@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("campaign", type=Path, help="campaign YAML file")
     run.add_argument("--resume", action="store_true",
                      help="require a checkpoint to resume from (by default one is used if present)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no stage, progress and closing-summary lines (only the layout, iterations, errors)")
     chk = sub.add_parser("check", help="validate a campaign file and print the rank layout, without running")
     chk.add_argument("campaign", type=Path)
     chk.add_argument("--ranks", type=int, default=None, help="number of MPI ranks to lay out (default: 1)")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from .continuum.standalone import run_p2d
         return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, plots=not args.no_plots)
-    return _run(args.campaign, args.resume)
+    return _run(args.campaign, args.resume, args.quiet)
 
 
 def _check(path: Path, ranks: int | None) -> int:
@@ -104,7 +106,7 @@ def _driver_logger(run_dir: Path, rank: int) -> logging.Logger:
     return log
 
 
-def _run(path: Path, require_checkpoint: bool) -> int:
+def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
     from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
 
     from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir, write_timings
@@ -135,7 +137,7 @@ def _run(path: Path, require_checkpoint: bool) -> int:
             log.info("%s", line)
     with StopSignal() as stop:
         try:
-            driver = Driver(cfg, world, layout, stop, log)
+            driver = Driver(cfg, world, layout, stop, log, quiet)
         except StartupFailed:
             return EXIT_FAILED
         try:
@@ -150,7 +152,31 @@ def _run(path: Path, require_checkpoint: bool) -> int:
             return EXIT_USAGE
         code = driver.run()
     write_timings(driver, Path(cfg.campaign.run_dir) / "timings.yaml")
+    if rank == 0 and code == EXIT_OK and not quiet:
+        _closing_summary(driver, log)
     return code
+
+
+def _closing_summary(driver, log: logging.Logger) -> None:
+    """Converged or not, where the results are (only files that exist) and the stages' headline numbers."""
+    c = driver.cfg.campaign
+    run_dir = Path(c.run_dir)
+    if driver.converged:
+        log.info("converged after %d iteration(s)", driver.iteration)
+    else:
+        log.info("%d iteration(s) done, %s", driver.iteration,
+                 "not converged within the budget" if c.stop_when_converged else "stop_when_converged: false")
+    potentials = sorted((run_dir / "potentials").glob("potential-*.mtp"))
+    found = {"report": [run_dir / "properties" / "report.txt"], "potential": potentials[-1:],
+             "plots": [run_dir / "statistics.png", *sorted((run_dir / "properties").glob("*.png")),
+                       *sorted((run_dir / "continuum").glob("*.png"))],
+             "P2D results": sorted((run_dir / "continuum").glob("*.h5"))}
+    for what, paths in found.items():
+        paths = [str(p) for p in paths if p.is_file()]
+        if paths:
+            log.info("  %-12s %s", what, ", ".join(paths))
+    for stage, text in driver.reporter.headlines():
+        log.info("  %-12s %s", stage, text)
 
 
 def entry() -> None:
