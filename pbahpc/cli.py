@@ -166,15 +166,17 @@ def _closing_summary(driver, log: logging.Logger) -> None:
     else:
         log.info("%d iteration(s) done, %s", driver.iteration,
                  "not converged within the budget" if c.stop_when_converged else "stop_when_converged: false")
-    potentials = sorted((run_dir / "potentials").glob("potential-*.mtp"))
-    found = {"report": [run_dir / "properties" / "report.txt"], "potential": potentials[-1:],
+    p2d = sorted((run_dir / "continuum").glob("*.h5"))  # one per iteration the continuum group ran
+    found = {"report": [run_dir / "properties" / "report.txt"],
+             "potential": sorted((run_dir / "potentials").glob("potential-*.mtp"))[-1:],
              "plots": [run_dir / "statistics.png", *sorted((run_dir / "properties").glob("*.png")),
                        *sorted((run_dir / "continuum").glob("*.png"))],
-             "P2D results": sorted((run_dir / "continuum").glob("*.h5"))}
+             "P2D results": p2d[-1:]}
     for what, paths in found.items():
         paths = [str(p) for p in paths if p.is_file()]
         if paths:
-            log.info("  %-12s %s", what, ", ".join(paths))
+            log.info("  %-12s %s%s", what, ", ".join(paths),
+                     f" (the newest of {len(p2d)})" if what == "P2D results" and len(p2d) > 1 else "")
     for stage, text in driver.reporter.headlines():
         log.info("  %-12s %s", stage, text)
 
