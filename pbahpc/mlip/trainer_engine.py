@@ -157,8 +157,7 @@ class MTPTrainer:
                      ": converged" if row["converged"] else "")
         return {"selected": selected, "converged": bool(row["converged"]),
                 "summary": {"candidates": row["candidates"], "selected": row["selected"], "already seen": row["repeat"],
-                            "inside the active set": row["inside"], "over the cap": row["cap"],
-                            "replicas halted": row["replicas_halted"]}}
+                            "inside the active set": row["inside"], "over the cap": row["cap"]}}
 
     def _select(self, inbox: Inbox):
         from .selection import select
