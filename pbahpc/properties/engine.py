@@ -113,7 +113,8 @@ class PropertiesEngine:
         while not self.replica.windows.finished and stuck < self.pc.free_energy.max_halts:
             if ctx.stop_requested():
                 return None
-            out = self.replica.step(ctx, inbox)
+            windows = self.replica.windows
+            out = self.replica.step(ctx.with_progress(windows=(windows.position, windows.length)), inbox)
             if out is None:
                 return None
             stuck = stuck + 1 if out["sampling"]["halted"] and not len(out["sampling"]["gamma_max"]) else 0
