@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("campaign", type=Path, help="campaign YAML file")
     run.add_argument("--resume", action="store_true",
                      help="require a checkpoint to resume from (by default one is used if present)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no stage, progress and closing-summary lines (only the layout, iterations, errors)")
     chk = sub.add_parser("check", help="validate a campaign file and print the rank layout, without running")
     chk.add_argument("campaign", type=Path)
     chk.add_argument("--ranks", type=int, default=None, help="number of MPI ranks to lay out (default: 1)")
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         from .driver.signals import StopSignal
         with StopSignal() as stop:
             return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
-    return _run(args.campaign, args.resume)
+    return _run(args.campaign, args.resume, args.quiet)
 
 
 def _check(path: Path, ranks: int | None) -> int:
@@ -106,7 +108,7 @@ def _driver_logger(run_dir: Path, rank: int) -> logging.Logger:
     return log
 
 
-def _run(path: Path, require_checkpoint: bool) -> int:
+def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
     from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
 
     from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir
@@ -137,7 +139,7 @@ def _run(path: Path, require_checkpoint: bool) -> int:
             log.info("%s", line)
     with StopSignal() as stop:
         try:
-            driver = Driver(cfg, world, layout, stop, log)
+            driver = Driver(cfg, world, layout, stop, log, quiet)
         except StartupFailed:
             return EXIT_FAILED
         try:
@@ -150,7 +152,34 @@ def _run(path: Path, require_checkpoint: bool) -> int:
             if rank == 0:
                 print(f"pbahpc: --resume: no checkpoint in {driver.store.directory}", file=sys.stderr)
             return EXIT_USAGE
-        return driver.run()
+        code = driver.run()
+    if rank == 0 and code == EXIT_OK and not quiet:
+        _closing_summary(driver, log)
+    return code
+
+
+def _closing_summary(driver, log: logging.Logger) -> None:
+    """Converged or not, where the results are (only files that exist) and the stages' headline numbers."""
+    c = driver.cfg.campaign
+    run_dir = Path(c.run_dir)
+    if driver.converged:
+        log.info("converged after %d iteration(s)", driver.iteration)
+    else:
+        log.info("%d iteration(s) done, %s", driver.iteration,
+                 "not converged within the budget" if c.stop_when_converged else "stop_when_converged: false")
+    p2d = sorted((run_dir / "continuum").glob("*.h5"))  # one per iteration the continuum group ran
+    found = {"report": [run_dir / "properties" / "report.txt"],
+             "potential": sorted((run_dir / "potentials").glob("potential-*.mtp"))[-1:],
+             "plots": [run_dir / "statistics.png", *sorted((run_dir / "properties").glob("*.png")),
+                       *sorted((run_dir / "continuum").glob("*.png"))],
+             "P2D results": p2d[-1:]}
+    for what, paths in found.items():
+        paths = [str(p) for p in paths if p.is_file()]
+        if paths:
+            log.info("  %-12s %s%s", what, ", ".join(paths),
+                     f" (the newest of {len(p2d)})" if what == "P2D results" and len(p2d) > 1 else "")
+    for stage, text in driver.reporter.headlines():
+        log.info("  %-12s %s", stage, text)
 
 
 def entry() -> None:

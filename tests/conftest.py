@@ -57,3 +57,24 @@ def run_mpi_script(tmp_path: Path, source: str, n: int = 2, *args: str):
                          text=True, timeout=180, env=env(), cwd=ROOT)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def demo_campaign(tmp: Path) -> Path:
+    """inputs/demo.yaml reduced (smaller runs, level-4 MTP), with properties and a P2D cell of one charge:
+    tmp/e2e.yaml (returned) and tmp/p2d.yaml; the run directory is tmp/run."""
+    cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    cfg["campaign"].update(run_dir=str(tmp / "run"), iterations=8)
+    cfg["layout"].update(properties={"ranks": 2, "shared": True}, continuum={"ranks": 1, "shared": True})
+    cfg["replicas"].update(cycles=8)
+    cfg["replicas"]["gcmc"].update(md_steps=100)
+    cfg["trainer"].update(level=4, train_iterations=5)
+    template = yaml.safe_load((ROOT / "inputs" / "p2d-demo.yaml").read_text())
+    template["protocol"] = [{"charge": {"c_rate": 2.0, "until_V": 4.5}}]
+    (tmp / "p2d.yaml").write_text(yaml.safe_dump(template))
+    cfg["properties"] = {"free_energy": {"temperatures_K": [400.0], "cycles_per_window": 4},
+                         "diffusion": {"temperatures_K": [800.0], "x_inserted": [0.5, 1.5], "production_ps": 1.0,
+                                       "thermalise_ps": 0.2},
+                         "interface": {"repeats": [1, 2, 3], "relax_ps": 0.2},
+                         "na_reference_eV": -0.2188, "p2d_template": str(tmp / "p2d.yaml")}
+    cfg["continuum"] = {"engine": "p2d", "parameters": str(tmp / "p2d.yaml")}
+    return write_campaign(tmp / "e2e.yaml", cfg)

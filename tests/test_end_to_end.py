@@ -11,36 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT, env, pbahpc_cmd, run_pbahpc, write_campaign
+from conftest import demo_campaign, env, pbahpc_cmd, run_pbahpc
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
 
 pytest.importorskip("motep")
 
 
-def campaign(tmp: Path) -> Path:
-    cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
-    cfg["campaign"].update(run_dir=str(tmp / "run"), iterations=8)
-    cfg["layout"].update(properties={"ranks": 2, "shared": True}, continuum={"ranks": 1, "shared": True})
-    cfg["replicas"].update(cycles=8)
-    cfg["replicas"]["gcmc"].update(md_steps=100)
-    cfg["trainer"].update(level=4, train_iterations=5)
-    template = yaml.safe_load((ROOT / "inputs" / "p2d-demo.yaml").read_text())
-    template["protocol"] = [{"charge": {"c_rate": 2.0, "until_V": 4.5}}]
-    (tmp / "p2d.yaml").write_text(yaml.safe_dump(template))
-    cfg["properties"] = {"free_energy": {"temperatures_K": [400.0], "cycles_per_window": 4},
-                         "diffusion": {"temperatures_K": [800.0], "x_inserted": [0.5, 1.5], "production_ps": 1.0,
-                                       "thermalise_ps": 0.2},
-                         "interface": {"repeats": [1, 2, 3], "relax_ps": 0.2},
-                         "na_reference_eV": -0.2188, "p2d_template": str(tmp / "p2d.yaml")}
-    cfg["continuum"] = {"engine": "p2d", "parameters": str(tmp / "p2d.yaml")}
-    return write_campaign(tmp / "e2e.yaml", cfg)
-
-
 def test_whole_campaign_with_a_stop_inside_the_properties_stage(tmp_path):
-    path = campaign(tmp_path)
+    path = demo_campaign(tmp_path)
     run_dir = tmp_path / "run"
     log = run_dir / "logs" / "properties.log"
     proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,

@@ -287,7 +287,7 @@ class GcmcMdReplica:
         self._use_potential(inbox.get("potential") or {})
         if not self.mtp and not self.gc.sample_without_mtp:
             return {"candidates": {}, "sampling": {"graded": 0, "halted": 0, "halt_gamma": np.nan,
-                                                   "gamma_max": np.zeros(0)}}
+                                                   "gamma_max": np.zeros(0)}, "summary": {"cycles": 0}}
         halt_gamma = np.nan
         try:
             while self.cycle < self.cycles:
@@ -337,6 +337,8 @@ class GcmcMdReplica:
                 self.done += 1
                 if self.mtp:
                     self._snapshot()
+                ctx.progress(cycles=(self.cycle, self.cycles),
+                             candidates=sum(1 for f in self.frames.values() if f.get("candidate", 1)))
         finally:
             self._ctx = None
         done = self.cycle
@@ -348,7 +350,10 @@ class GcmcMdReplica:
         sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
         sampling = {"graded": int(bool(self.mtp)), "halted": int(not np.isnan(halt_gamma)), "halt_gamma": halt_gamma,
                     "gamma_max": np.array(self.obs["gamma_max"][len(self.obs["gamma_max"]) - done:], dtype=float)}
-        out, self.frames, self.cycle = {"candidates": sent, "sampling": sampling}, {}, 0
+        summary = {"cycles": done, "candidates": len(sent), "halted": sampling["halted"]}
+        if sampling["halted"]:
+            summary["halt gamma"] = float(halt_gamma)
+        out, self.frames, self.cycle = {"candidates": sent, "sampling": sampling, "summary": summary}, {}, 0
         return out
 
     def _keep_best(self) -> None:

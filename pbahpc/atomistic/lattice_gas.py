@@ -73,9 +73,10 @@ class LatticeGasReplica:
             self.history["E_eV"].append(ctx.comm.allreduce(e) / size)
             self.snapshots.append(self.occ.reshape(-1).copy())
             self.cycle += 1
+            ctx.progress(cycles=(self.cycle, self.cycles))
         ctx.log.info("T=%g K mu=%g eV: <N>=%.2f over %d cycles", self.T_K, self.mu_eV,
                      float(np.mean(self.history["N"][-self.cycles:])), self.cycles)
-        out = {"candidates": np.array(self.snapshots)}
+        out = {"candidates": np.array(self.snapshots), "summary": {"cycles": self.cycles}}
         self.cycle, self.snapshots = 0, []
         return out
 

@@ -31,6 +31,8 @@ class CampaignSection:
     every replica sampled with the MTP, none halted, nothing selected)."""
     abort_timeout_s: float = field(default=60.0, metadata=_m(gt=0.0))
     """How long a failed rank waits for the others to reach the next sync point before MPI_Abort."""
+    progress_interval_s: float = field(default=10.0, metadata=_m(gt=0.0, max=86400.0))
+    """At most one progress line per stage on rank 0's terminal this often (``pbahpc run --quiet``: none)."""
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ class P2DEngine:
             self.cell.set_initial_state()
             self.iteration = ctx.iteration
         self.cell.should_stop = ctx.stop_requested
-        if not self.cell.advance(self.params.protocol):
+        steps = self.params.protocol
+        self.cell.progress = lambda k, t, V, I: ctx.progress(step=f"{k + 1}/{len(steps)} {steps[k].label}",
+                                                             t=f"{t:.1f} s", voltage=f"{V:.4f} V")
+        if not self.cell.advance(steps):
             return None
         result = self.cell.result()
         if ctx.comm.Get_rank() == 0:
@@ -61,7 +64,8 @@ class P2DEngine:
                          record_positions=self.params.solver.record_positions)
         ctx.log.info("p2d: protocol done at t = %.1f s, V = %.4f V (%s)", self.cell.time_s,
                      result["voltage_V"][-1], ",".join(self.cell.ends))
-        return {}
+        return {"summary": {"t": f"{self.cell.time_s:.1f} s", "final voltage": f"{result['voltage_V'][-1]:.4f} V",
+                            "steps ended by": ",".join(self.cell.ends)}}
 
     def state(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "cell": self.cell.state(), "parameters": str(self.params.source)}

@@ -44,7 +44,7 @@ class RegularSolution:
         else:
             self.spinodal = np.array([np.nan, np.nan])
         ctx.log.info("spinodal x = %s", self.spinodal)
-        return {}
+        return {"summary": {"spinodal": "x = " + ", ".join(f"{x:.3f}" for x in self.spinodal)}}
 
     def state(self) -> dict[str, Any]:
         return {"params": dict(self.params) if self.params else {}, "mu": self.mu, "spinodal": self.spinodal}

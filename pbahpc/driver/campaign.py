@@ -31,6 +31,7 @@ from ..checkpoint import BackgroundWriter, CheckpointError, CheckpointStore, Che
 from ..config import Campaign, to_plain
 from . import component
 from .layout import Group, RankLayout, split
+from .progress import Reporter
 from .signals import StopSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
@@ -85,9 +86,11 @@ class ResumeRefused(RuntimeError):
 
 
 class Driver:
-    """Runs one campaign on ``world`` (an mpi4py intracommunicator passed in by the caller)."""
+    """Runs one campaign on ``world`` (an mpi4py intracommunicator passed in by the caller); ``quiet``:
+    no stage and progress lines on rank 0's terminal (``pbahpc.driver.progress``)."""
 
-    def __init__(self, cfg: Campaign, world, layout: RankLayout, stop: StopSignal, log: logging.Logger):
+    def __init__(self, cfg: Campaign, world, layout: RankLayout, stop: StopSignal, log: logging.Logger,
+                 quiet: bool = False):
         from mpi4py.util import pkl5
 
         self.cfg, self.world, self.layout, self.stop, self.log = cfg, world, layout, stop, log
@@ -98,6 +101,8 @@ class Driver:
         self.writer = BackgroundWriter(self.store)  # used on rank 0 only
         self.comms = split(world, layout)
         self.pipeline = pipeline(layout)
+        self.reporter = Reporter(world, layout, [(s.name, s.role) for s in self.pipeline if layout.of_role(s.role)],
+                                 cfg.campaign.iterations, log, None if quiet else cfg.campaign.progress_interval_s)
         self.mine = layout.groups_of(self.rank)
         seeds = dict(zip((g.name for g in layout.groups),
                          np.random.SeedSequence(cfg.campaign.seed).spawn(len(layout.groups))))
@@ -143,6 +148,7 @@ class Driver:
         t0 = time.perf_counter()
         try:
             code = self._loop()
+            self.reporter.close()
         finally:
             self.timers["wall"] += time.perf_counter() - t0
         timings = self._gather_timings()
@@ -162,6 +168,7 @@ class Driver:
                 continue
             flags = np.zeros(5, dtype=np.int64)
             error = None
+            self.reporter.begin(self.iteration, stage.name)
             t = time.perf_counter()
             try:
                 for g in groups:
@@ -169,7 +176,7 @@ class Driver:
                         run = getattr(self.components[g.name], stage.method, None)
                         if run is None:
                             run = pass_on
-                        self.outbox[g.name] = run(self._context(g), self.inbox[g.name])
+                        self.outbox[g.name] = run(self._context(g, stage), self.inbox[g.name])
                     flags[_UNFINISHED] |= self.outbox[g.name] is None
                     flags[_CONVERGED] |= self.rank == g.root and bool((self.outbox[g.name] or {}).get("converged"))
             except Exception as exc:  # noqa: BLE001 - reported to every rank at the sync point
@@ -213,11 +220,12 @@ class Driver:
                 self.log.info("iteration %d/%d done%s", self.iteration, self.cfg.campaign.iterations,
                               ": converged" if self.converged else "")
 
-    def _context(self, g: Group) -> component.StepContext:
+    def _context(self, g: Group, stage: Stage) -> component.StepContext:
         # converged: agreed at an earlier stage of this iteration, which then ends the campaign (_loop)
         last = self.iteration == self.cfg.campaign.iterations - 1 or self.converged
         return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
-                                     lambda: self.stop.requested, self.stop.add_interrupt, last_iteration=last)
+                                     lambda: self.stop.requested, self.stop.add_interrupt,
+                                     self.reporter.sender(g, stage.name, self.iteration), last_iteration=last)
 
     # ----------------------------------------------------------------------------- synchronisation
     def _agree(self, flags: np.ndarray, error: str | None) -> np.ndarray:
@@ -233,6 +241,7 @@ class Driver:
         while not req.Test():
             if deadline is not None and time.monotonic() > deadline:
                 self._abort(error)
+            self.reporter.poll()
             time.sleep(pause)
             pause = min(2 * pause, 0.002)  # idle ranks must not spin on shared cores
         self.timers["wait"] += time.perf_counter() - t
@@ -254,6 +263,7 @@ class Driver:
                 self.inbox[c.name][channel] = self.comms[c.name].bcast(received, root=0)
             for r in reqs:
                 r.wait()
+        self.reporter.end(producers, self.outbox)
         for p in producers:
             if p.name in self.outbox:
                 self.outbox[p.name] = None
@@ -333,7 +343,9 @@ class Driver:
             # ``gathered`` went through pickling (p2p to rank 0, even from itself): a private copy
             # that the writer thread may read while the components go on.
             payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs,
-                                  "converged": int(self.converged)},
+                                  "converged": int(self.converged),
+                                  # a copy: the reporter replaces (never changes) its entries later
+                                  "summaries": dict(self.reporter.summaries)},
                        "groups": {name: {"inbox": ranks[0]["inbox"], "outbox": ranks[0]["outbox"],
                                          "ranks": {str(i): r["component"] for i, r in enumerate(ranks)}}
                                   for name, ranks in gathered.items()}}
@@ -392,6 +404,7 @@ class Driver:
             r.wait()
         self.iteration, self.stage, self.syncs = (int(driver[k]) for k in ("iteration", "stage", "syncs"))
         self.converged = bool(driver.get("converged", 0))
+        self.reporter.summaries = dict(driver.get("summaries", {}))  # for the closing summary
         self.last_checkpoint = path
         if self.rank == 0:
             self.log.info("resumed from %s (iteration %d, stage '%s')", path.name, self.iteration,

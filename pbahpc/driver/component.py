@@ -7,6 +7,7 @@ checkpoints, ``results`` at the end. States are nested dicts of numpy arrays, sc
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class StepContext:
     log: logging.Logger
     _stop: Callable[[], bool]
     _interrupt: Callable[[Callable[[], None]], Callable[[], None]]
+    _report: Callable[[dict[str, Any]], None] | None = None  # given by the driver unless run with --quiet
     last_iteration: bool = False  # the campaign ends after this iteration: the budget's last, or converged
 
     def stop_requested(self) -> bool:
@@ -47,11 +49,25 @@ class StepContext:
         this rank. It must not be collective (see ``pbahpc.atomistic.lammps_stop`` for LAMMPS)."""
         return self._interrupt(callback)
 
+    def progress(self, **fields: Any) -> None:
+        """Tell rank 0's terminal how far this step has got, e.g. ``progress(cycles=(12, 40), candidates=3)``:
+        (done, total) pairs and ints are summed over the role's groups, floats and strings shown per group
+        (see ``pbahpc.driver.progress``). Only the group root's calls count; cheap, throttled, never blocks."""
+        if self._report is not None and self.comm.Get_rank() == 0:
+            self._report(fields)
+
+    def with_progress(self, **fields: Any) -> StepContext:
+        """A context whose progress reports also carry ``fields`` (e.g. which of several runs is going on)."""
+        report = self._report
+        return dataclasses.replace(self, _report=None if report is None else lambda more: report({**fields, **more}))
+
 
 class Component(Protocol):
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
         """Do this iteration's work. Return the outgoing payloads by channel (only the group root's
-        are sent), or ``None`` when interrupted before the work was done (it is then called again)."""
+        are sent), or ``None`` when interrupted before the work was done (it is then called again).
+        Optionally ``"summary"``: a few numbers and strings about what it did, for rank 0's terminal
+        (``pbahpc.driver.progress``)."""
 
     def state(self) -> dict[str, Any]: ...
 

@@ -36,7 +36,8 @@ class PairFit:
         self.history.append((float(coef[0]), float(coef[1]), rmse))
         ctx.log.info("fit on %d labels: pair %.6f eV, site %.6f eV, rmse %.3g eV", len(self.E), *self.history[-1])
         potential = {"pair_eV": float(coef[0]), "site_eV": float(coef[1])}
-        return {"potential": potential, "parameters": potential}
+        return {"potential": potential, "parameters": potential,
+                "summary": {"labels": len(self.E), "rmse": f"{rmse:.3g} eV"}}
 
     def state(self) -> dict[str, Any]:
         return {"X": self.X, "E": self.E, "history": np.array(self.history, dtype=np.float64).reshape(-1, 3)}

@@ -201,7 +201,7 @@ def initial(template: MTPData | int, species: tuple[str, ...], seed: int, *, min
 def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...], comm, *,
           weights: tuple[float, float, float] = DEFAULT_WEIGHTS, seed: int = 0, max_iter: int = 20,
           radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "cext",
-          log=None, min_dist: float = 2.0, max_dist: float = 5.0,
+          progress=None, min_dist: float = 2.0, max_dist: float = 5.0,
           radial_basis_size: int = 8) -> tuple[MTPData, dict[str, float]]:
     """Fit an MTP to ``configs`` (the same full list on every rank of ``comm``).
 
@@ -211,7 +211,8 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     radial coefficients (``radial_steps=0``: linear fit only, radial coefficients kept); stops early when
     an alternation lowers the loss by less than ``tol`` relative. Returns the potential (identical on
     every rank) and the RMSEs on ``configs`` (see ``rmse``) plus the final ``loss`` and number of ``passes``
-    (evaluations of every configuration with derivatives).
+    (evaluations of every configuration with derivatives). ``progress(alternation, passes, loss)``, if
+    given, is called on every rank after each pass.
     """
     species = tuple(species)
     start = initial(template, species, seed, min_dist=min_dist, max_dist=max_dist,
@@ -231,6 +232,8 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
         theirs.radial_coeffs = x.reshape(shape).copy()
         a, b, yy, value, grad = problem.evaluate(gradient=True)
         last.update(x=x.copy(), a=a, b=b, yy=yy)
+        if progress is not None:
+            progress(it + 1, problem.passes, value)  # fun runs inside the loop below
         return value, grad
 
     a, b, yy, *_ = problem.evaluate(gradient=False)
@@ -243,8 +246,6 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
             fun(result.x)
         # the design matrix does not depend on the linear coefficients: re-solve without a new pass
         previous, current = current, set_linear(last["a"], last["b"], last["yy"])
-        if log is not None and comm.Get_rank() == 0:
-            log(f"alternation {it}: loss {current:.6e} after {problem.passes} passes")
         if previous - current < tol * previous:
             break
     trained = _from_motep(theirs, start)

@@ -66,6 +66,10 @@ def mtp_from_state(s: dict[str, Any]) -> MTPData:
     return MTPData(**kw)
 
 
+def _rmse_text(energy_eV_atom: float, forces_eV_A: float) -> str:
+    return f"{energy_eV_atom * 1e3:.3g} meV/atom, {forces_eV_A:.3g} eV/A"
+
+
 class MTPTrainer:
     def __init__(self, cfg, group, comm, seed):
         tc = cfg.trainer
@@ -149,7 +153,9 @@ class MTPTrainer:
                      "halted%s", ctx.iteration, row["candidates"], row["selected"], row["repeat"], row["inside"],
                      row["cap"], row["replicas_halted"], len(inbox.get("sampling", {})),
                      ": converged" if row["converged"] else "")
-        return {"selected": selected, "converged": bool(row["converged"])}
+        return {"selected": selected, "converged": bool(row["converged"]),
+                "summary": {"candidates": row["candidates"], "selected": row["selected"], "already seen": row["repeat"],
+                            "inside the active set": row["inside"], "over the cap": row["cap"]}}
 
     def _select(self, inbox: Inbox):
         from .selection import select
@@ -204,7 +210,8 @@ class MTPTrainer:
         if not added and (self.mtp is not None or not self.configs):
             ctx.log.info("no new labels (training set %d): potential unchanged", len(self.configs))
             self._finish_row(ctx, row)
-            return {"potential": {**self.last, "final": ctx.last_iteration}} if self.last else {}
+            out = {"potential": {**self.last, "final": ctx.last_iteration}} if self.last else {}
+            return {**out, "summary": self._summary(row, 0)}
         from .active_set import ActiveSet, write_active_set
         from .dataset import write_training_set
         from .mtp_file import write_mtp
@@ -214,7 +221,9 @@ class MTPTrainer:
         start = self.mtp if self.mtp is not None else self.level
         seed = int(self.rng.integers(2**31))  # drawn every fit, used by the first (random radial start)
         self.mtp, errors = train(configs, start, self.species, ctx.comm, seed=seed, max_iter=self.max_iter,
-                                 ridge=self.ridge, **self.radial)
+                                 ridge=self.ridge, **self.radial,
+                                 progress=lambda it, passes, loss: ctx.progress(
+                                     alternations=(it, self.max_iter), passes=passes, loss=loss))
         self.history.append((float(ctx.iteration), float(len(configs)), errors["energy"], errors["forces"],
                              errors["stress"]))
         mtp_path = self.out_dir / f"potential-{ctx.iteration:06d}.mtp"
@@ -232,7 +241,17 @@ class MTPTrainer:
                      "n_train": len(configs), "rmse_energy_eV_atom": float(errors["energy"]),
                      "rmse_forces_eV_A": float(errors["forces"]), "rmse_stress_GPa": float(errors["stress"])}
         self._finish_row(ctx, row)
-        return {"potential": {**self.last, "final": ctx.last_iteration}}
+        return {"potential": {**self.last, "final": ctx.last_iteration}, "summary": self._summary(row, len(added))}
+
+    def _summary(self, row: dict[str, float], added: int) -> dict[str, Any]:
+        """The train stage's line on rank 0's terminal: the RMSEs on the training set and on the new labels
+        (held out: computed with the previous potential before they were added)."""
+        out: dict[str, Any] = {"configurations": len(self.configs), "new": added}
+        if self.last:
+            out["rmse training"] = _rmse_text(self.last["rmse_energy_eV_atom"], self.last["rmse_forces_eV_A"])
+        if "rmse_new_energy_eV_atom" in row:
+            out["rmse held-out"] = _rmse_text(row["rmse_new_energy_eV_atom"], row["rmse_new_forces_eV_A"])
+        return out
 
     def _finish_row(self, ctx: StepContext, row: dict[str, float]) -> None:
         row.update(n_train=len(self.configs), rmse_train_energy_eV_atom=self.last.get("rmse_energy_eV_atom", np.nan),

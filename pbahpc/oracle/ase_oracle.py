@@ -85,7 +85,8 @@ class AseOracle:
         pt = self.oc.pretrain
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         out = {}
-        for k, x in list(enumerate(pt.compositions_x))[rank::size]:
+        share = list(enumerate(pt.compositions_x))[rank::size]
+        for done, (k, x) in enumerate(share, start=1):
             images = generate_oracle_md(
                 compositions_x=(x,), temperature_K=pt.temperature_K, steps=pt.steps, seed=self.seed + k,
                 every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A, inserted=self.inserted,
@@ -93,13 +94,20 @@ class AseOracle:
             for atoms in images:
                 out[f"pretrain/x{x:g}:{atoms.info['step']:06d}"] = from_atoms(atoms)
             ctx.log.info("pre-training MD at x = %g: %d frames", x, len(images))
+            ctx.progress(**{"pre-training MD compositions": (done, len(share))})
         return out
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
         frames = [(f"{rep}/{key}", frame) for rep, batch in selected_batches(inbox)
                   for key, frame in sorted(batch.items())]
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
-        mine = {name: self._label(ctx, name, frame) for name, frame in frames[rank::size]}
+        share = frames[rank::size]
+        # the root sees only its own share: progress counts its frames, the summary all of them
+        what = "frames labelled" + (f" (rank 0 of {size})" if size > 1 else "")
+        mine = {}
+        for name, frame in share:
+            mine[name] = self._label(ctx, name, frame)
+            ctx.progress(**{what: (len(mine), len(share))})
         if ctx.iteration == 0 and self.oc.pretrain.compositions_x:
             mine.update(self._pretrain(ctx))
         parts = ctx.comm.gather(mine, root=0)
@@ -126,7 +134,9 @@ class AseOracle:
         self.labelled += len(frames) - failed
         self.discarded += len(frames) - failed - len(kept)
         ctx.log.info("labelled %d frames, kept %d, quarantined %d", len(frames) - failed, len(kept), failed)
-        return {"labels": kept, "screened": {"screened": screened, "quarantined": quarantined}}
+        return {"labels": kept, "screened": {"screened": screened, "quarantined": quarantined},
+                "summary": {"labelled": len(frames) - failed, "kept": len(kept), "screened": len(screened),
+                            "quarantined": failed}}
 
     def state(self) -> dict[str, Any]:
         return {"labelled": self.labelled, "discarded": self.discarded, "reasons": dict(self.reasons),

@@ -27,7 +27,7 @@ class LatticeGasOracle:
         X = np.array([merged[i] for i in range(len(configs))], dtype=np.float64).reshape(-1, 2)
         E = X @ np.array([self.pair_eV, self.site_eV])
         ctx.log.info("labelled %d configurations", len(configs))
-        return {"labels": {"pairs": X[:, 0], "N": X[:, 1], "E_eV": E}}
+        return {"labels": {"pairs": X[:, 0], "N": X[:, 1], "E_eV": E}, "summary": {"labelled": len(configs)}}
 
     def state(self) -> dict[str, Any]:
         return {"labelled": self.labelled}

@@ -110,7 +110,8 @@ class PropertiesEngine:
         while not self.replica.windows.finished and stuck < self.pc.free_energy.max_halts:
             if ctx.stop_requested():
                 return None
-            out = self.replica.step(ctx, inbox)
+            windows = self.replica.windows
+            out = self.replica.step(ctx.with_progress(windows=(windows.position, windows.length)), inbox)
             if out is None:
                 return None
             stuck = stuck + 1 if out["sampling"]["halted"] and not len(out["sampling"]["gamma_max"]) else 0
@@ -148,24 +149,29 @@ class PropertiesEngine:
                 self.potential, self._pair = dict(p), None
         if not self.potential.get("final") or self.written:
             return {}
-        for name, kind, p in self.runs():
+        runs = self.runs()
+        for k, (name, kind, p) in enumerate(runs, start=1):
             if name in self.done:
                 continue
             if ctx.stop_requested():
                 return None
             ctx.log.info("properties: %s", name)
-            result = self._run(ctx, kind, p)
+            run_ctx = ctx.with_progress(run=f"{k}/{len(runs)} {name}")
+            run_ctx.progress()
+            result = self._run(run_ctx, kind, p)
             if result is None:
                 return None
             self.done[name] = result
-        path = None
+        path, headline = None, {}
         if ctx.comm.Get_rank() == 0:
             from .report import analyse_and_write
 
-            path = analyse_and_write(self.cfg, self.done, self.out_dir, np.random.default_rng(self._seed()), ctx.log)
+            path, headline = analyse_and_write(self.cfg, self.done, self.out_dir, np.random.default_rng(self._seed()),
+                                               ctx.log)
         path = ctx.comm.bcast(path, root=0)
         self.written = True
-        return {"cell_parameters": {"path": str(path)}} if path else {}
+        out = {"cell_parameters": {"path": str(path)}} if path else {}
+        return {**out, "summary": {"runs": len(self.done), **headline}}
 
     def state(self) -> dict[str, Any]:
         return {"potential": dict(self.potential), "done": {k.replace("/", "|"): v for k, v in self.done.items()},

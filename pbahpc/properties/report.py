@@ -34,8 +34,9 @@ PAPER = {
 
 
 def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: np.random.Generator,
-                      log: logging.Logger) -> Path | None:
-    """Everything from the finished runs; returns the P2D parameter file written, if any."""
+                      log: logging.Logger) -> tuple[Path | None, dict[str, str]]:
+    """Everything from the finished runs; returns the P2D parameter file written, if any, and the
+    ``headline`` of the numbers."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"pbahpc properties report: campaign '{cfg.campaign.name}'", ""]
     numbers: dict[str, Any] = {}
@@ -56,7 +57,22 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
                                            "runs": {k.replace("/", "|"): v for k, v in done.items()}},
                meta={"units": "eV, A, K, m^2/s, J/m^2; x per formula unit", "campaign": cfg.campaign.name})
     log.info("properties: report in %s", out_dir / "report.txt")
-    return path
+    return path, headline(numbers)
+
+
+def headline(numbers: dict[str, Any]) -> dict[str, str]:
+    """The few numbers for the terminal: voltage, binodals per temperature, D per composition (as the
+    continuum gets it: at the cell's temperature where extrapolated)."""
+    out = {}
+    if "average_voltage_V" in numbers:
+        out["voltage"] = f"{numbers['average_voltage_V']:.3f} V"
+    for key, fe in numbers.items():
+        if isinstance(fe, dict) and "binodal_x" in fe:  # keyed T<T>K
+            b = fe["binodal_x"]
+            out[f"binodals at {key[1:-1]} K"] = "none" if np.isnan(b).any() else f"x = {b[0]:.3f}, {b[1]:.3f}"
+    for x, D in numbers.get("diffusion_m2_s", {}).items():  # keyed x<x>
+        out[f"D(x = {x[1:]})"] = f"{D:.3g} m^2/s"
+    return out
 
 
 def _row(lines: list[str], name: str, value: str, paper: str | None = None) -> None:
