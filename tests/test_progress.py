@@ -98,6 +98,8 @@ def test_demo_shows_stages_progress_and_where_the_results_are(tmp_path):
     run_dir = tmp_path / "run"
     counts = check(out.stderr, run_dir, [s.name for s in PIPELINE], 1.0)
     assert counts["properties"] >= 1, counts  # its runs take far longer than the interval
+    # nothing else on the terminal: other ranks' warnings go to their own files (logs/<group>-rank<r>.log)
+    assert [line for line in out.stderr.splitlines() if not STDERR.match(line)] == [], out.stderr[-3000:]
 
     msgs = messages(out.stderr)
     tail = closing(msgs)

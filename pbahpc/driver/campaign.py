@@ -134,8 +134,14 @@ class Driver:
         logger = logging.getLogger(f"pbahpc.{g.name}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        if self.rank == g.root and not logger.handlers:
-            handler = logging.FileHandler(self.run_dir / "logs" / f"{g.name}.log")
+        if not logger.handlers:
+            # The group root writes the group's log. Another rank's warnings (its own retries, failures) go
+            # to a file of its own, created only if there are any: without a handler Python would print
+            # them, one per rank and unprefixed, on the terminal rank 0 reports on.
+            root = self.rank == g.root
+            handler = logging.FileHandler(self.run_dir / "logs" / (f"{g.name}.log" if root else
+                                                                   f"{g.name}-rank{self.rank}.log"), delay=not root)
+            handler.setLevel(logging.INFO if root else logging.WARNING)
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
             logger.addHandler(handler)
         return logger
