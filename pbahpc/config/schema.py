@@ -347,10 +347,34 @@ class PropertiesSection:
         """Give the run up (reported, not fatal) after this many halts in a row without a finished cycle."""
         equilibration_fraction: float = field(default=0.2, metadata=_m(min=0.0, max=0.9))
 
+    @dataclass(frozen=True)
+    class Fidelity:
+        """With ``reference: true``, learned vs reference passes when |difference| <= these (the report
+        gives both error bars beside them). Defaults: a fraction of the quantity's scale that still tells a
+        learned potential from a wrong one (binodals over 0..2, mu over ~0.3 eV of plateau, D over decades)."""
+
+        binodal_x: float = field(default=0.1, metadata=_m(gt=0.0))
+        spinodal_x: float = field(default=0.15, metadata=_m(gt=0.0))
+        mu_eV: float = field(default=0.03, metadata=_m(gt=0.0))
+        """mu(x) at x = 0.2, 0.6, 1.0, 1.4, 1.8 (the voltage's scale: 30 mV)."""
+        mixing_eV_fu: float = field(default=0.02, metadata=_m(gt=0.0))
+        D_factor: float = field(default=3.0, metadata=_m(gt=1.0))
+        """D per (x, T): learned/reference within this factor either way."""
+        Ea_eV: float = field(default=0.08, metadata=_m(gt=0.0))
+        interface_rel: float = field(default=0.5, metadata=_m(gt=0.0))
+        """Interface and strain energy: |difference| <= this x |reference|."""
+        voltage_V: float = field(default=0.03, metadata=_m(gt=0.0))
+        volume_change_points: float = field(default=1.5, metadata=_m(gt=0.0))
+        lattice_A: float = field(default=0.05, metadata=_m(gt=0.0))
+
     engine: str = field(default="mtp", metadata=_m(engine="properties"))
     diffusion: Diffusion = Diffusion()
     interface: Interface = Interface()
     free_energy: FreeEnergy = FreeEnergy()
+    reference: bool = False
+    """Every run again with the campaign's reference potential (the replicas' LAMMPS potential: the teacher,
+    or ``replicas.gcmc.pair_commands``) and a fidelity table, learned vs reference, in the report."""
+    fidelity: Fidelity = Fidelity()
     na_reference_eV: float | None = None
     """Energy per atom (eV) of metallic Na with the same potential, for Eq. 31 voltages; unset: no voltages."""
     p2d_template: Path | None = field(default=None, metadata=_m(file=True))
@@ -385,6 +409,13 @@ class Campaign:
     source: Path | None = field(default=None, metadata=_m(internal=True))
 
     def check(self, key: str) -> None:
+        if self.properties.reference and self.replicas.engine != "lammps-gcmc":
+            raise ConfigError("properties.reference", "needs replicas.engine 'lammps-gcmc' (its LAMMPS potential is "
+                                                      "the reference)")
+        if self.properties.reference and self.replicas.gcmc.potential == "teacher" and \
+                self.oracle.calculator != "teacher":
+            raise ConfigError("properties.reference", "the replicas' teacher is not this campaign's reference: "
+                                                      "oracle.calculator is not 'teacher'")
         # the lattice-gas oracle reads lattice occupations, not atomic frames
         if self.layout.trainer.ranks and self.trainer.engine == "pair-fit" and self.oracle.engine == "teacher":
             raise ConfigError("trainer.engine", "'pair-fit' fits lattice-gas labels, not the teacher's; "

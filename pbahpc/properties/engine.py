@@ -8,7 +8,9 @@ Finished runs are kept in ``state()``; a free-energy run in progress keeps its r
 kill resumes at the window it was in. Then the group root analyses everything and writes
 ``<run_dir>/properties/``: ``properties.h5`` (every number, checkpoint format), ``report.txt`` (each
 number beside the paper's), ``free_energy-<T>K.png``, and, with ``properties.p2d_template``,
-``p2d-parameters.yaml`` for the continuum group (``cell_parameters``: {"path": ...}).
+``p2d-parameters.yaml`` for the continuum group (``cell_parameters``: {"path": ...}). With
+``properties.reference`` every run is repeated with the replicas' LAMMPS potential (the reference the MTP
+learned from; runs named ``reference/...``) and the report compares the two (``fidelity.py``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 from ..checkpoint import decode_rng, encode_rng
 from ..driver.component import Group, Inbox, StepContext
 from ..atomistic.structure import SITES_PER_CELL
+from .report import REFERENCE, analyse_and_write
 
 
 class PropertiesEngine:
@@ -32,6 +35,7 @@ class PropertiesEngine:
         self.rng = np.random.default_rng(seq)
         self.potential: dict[str, Any] = {}
         self._pair = None  # LammpsPotential of self.potential, built once per payload
+        self._reference = None  # the replicas' LammpsPotential (properties.reference), built once
         self.done: dict[str, dict[str, Any]] = {}  # run name -> its numbers
         self.replica = None  # the free-energy run in progress (a GcmcMdReplica)
         self.replica_run = ""
@@ -47,6 +51,8 @@ class PropertiesEngine:
             out += [(f"interface/reference/x{x:g}", "reference", {"x": x})
                     for x in (pc.interface.x_low, pc.interface.x_high)]
             out += [(f"interface/n{n}", "two_phase", {"n": n}) for n in pc.interface.repeats]
+        if pc.reference:
+            out += [(REFERENCE + name, kind, p) for name, kind, p in out]
         return out
 
     def _mtp(self):
@@ -59,13 +65,23 @@ class PropertiesEngine:
             self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types)
         return self._pair
 
+    def _potential(self, reference: bool):
+        """The final MTP, or (``reference``) the replicas' own LAMMPS potential."""
+        if not reference:
+            return self._mtp()
+        if self._reference is None:
+            from ..atomistic.gcmc_replica import make_potential
+
+            self._reference = make_potential(self.cfg.replicas.gcmc)
+        return self._reference
+
     def _seed(self) -> int:
         return int(self.rng.integers(1, 2**31 - 1))
 
-    def _run(self, ctx: StepContext, kind: str, p: dict[str, Any]) -> dict[str, Any] | None:
+    def _run(self, ctx: StepContext, kind: str, p: dict[str, Any], reference: bool) -> dict[str, Any] | None:
         gc = self.cfg.replicas.gcmc
         if kind == "free_energy":
-            return self._free_energy(ctx, p["T_K"])
+            return self._free_energy(ctx, p["T_K"], reference)
         if kind == "diffusion":
             from ..atomistic.structure import build_pba
             from .diffusion import diffusion_coefficient, run_md
@@ -74,7 +90,7 @@ class PropertiesEngine:
             atoms = build_pba(n=d.cells, a_A=gc.a_A, x_na=p["x"], rng=np.random.default_rng(self._seed()),
                               inserted=gc.inserted)
             steps = lambda ps: int(round(ps * 1000.0 / d.timestep_fs))  # noqa: E731
-            traj = run_md(atoms, self._mtp(), ctx.comm, p["T_K"], species=gc.inserted,
+            traj = run_md(atoms, self._potential(reference), ctx.comm, p["T_K"], species=gc.inserted,
                           thermalize_steps=steps(d.thermalise_ps), production_steps=steps(d.production_ps),
                           dump_every=d.sample_every_steps, timestep_fs=d.timestep_fs, seed=self._seed())
             fit = diffusion_coefficient(traj.positions_A, traj.dt_ps)
@@ -90,22 +106,23 @@ class PropertiesEngine:
             atoms = two_phase_supercell(p["n"], unit, a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low,
                                         inserted=gc.inserted)
         steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
-        res = relax_energy(atoms, self._mtp(), ctx.comm, it.temperature_K, npt_steps=steps, timestep_fs=it.timestep_fs,
+        res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps, timestep_fs=it.timestep_fs,
                            seed=self._seed())
         final = res.atoms
         return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
                 "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,
                 "cell_A": np.asarray(final.cell)}
 
-    def _free_energy(self, ctx: StepContext, T_K: float) -> dict[str, Any] | None:
-        """Biased GCMC-MD windows (one window per replica step) with the replicas' GCMC settings."""
+    def _free_energy(self, ctx: StepContext, T_K: float, reference: bool) -> dict[str, Any] | None:
+        """Biased GCMC-MD windows (one window per replica step) with the replicas' GCMC settings; with the
+        ``reference`` the replica samples with its own potential (no MTP is sent to it)."""
         from ..atomistic.gcmc_replica import GcmcMdReplica
 
         if self.replica is None:
-            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(T_K), ctx.comm,
+            self.replica_run = (REFERENCE if reference else "") + f"T{T_K:g}"
+            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(self.replica_run), ctx.comm,
                                          np.random.SeedSequence(self._seed()))
-            self.replica_run = f"T{T_K:g}"
-        inbox = {"potential": {"trainer": self.potential}}
+        inbox = {} if reference else {"potential": {"trainer": self.potential}}
         stuck = 0  # halts in a row without a finished cycle: the MTP cannot sample these windows
         while not self.replica.windows.finished and stuck < self.pc.free_energy.max_halts:
             if ctx.stop_requested():
@@ -139,8 +156,11 @@ class PropertiesEngine:
         replicas = dataclasses.replace(rep, temperatures_K=(T_K,), mu_eV=(fe.mu_eV,), cycles=c, gcmc=gcmc)
         return dataclasses.replace(self.cfg, replicas=replicas)
 
-    def _window_group(self, T_K: float) -> Group:
-        return Group(f"properties-free-energy-{T_K:g}K", "replicas", 0, self.group.ranks)
+    def _window_group(self, run: str) -> Group:
+        """``run``: ``T<T>`` or ``reference/T<T>`` (the replica's files go under the group's name)."""
+        reference, _, T = run.rpartition("T")
+        return Group(f"properties-{'reference-' if reference else ''}free-energy-{T}K", "replicas", 0,
+                     self.group.ranks)
 
     # ------------------------------------------------------------------ Component
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any] | None:
@@ -158,14 +178,12 @@ class PropertiesEngine:
             ctx.log.info("properties: %s", name)
             run_ctx = ctx.with_progress(run=f"{k}/{len(runs)} {name}")
             run_ctx.progress()
-            result = self._run(run_ctx, kind, p)
+            result = self._run(run_ctx, kind, p, name.startswith(REFERENCE))
             if result is None:
                 return None
             self.done[name] = result
         path, headline = None, {}
         if ctx.comm.Get_rank() == 0:
-            from .report import analyse_and_write
-
             path, headline = analyse_and_write(self.cfg, self.done, self.out_dir, np.random.default_rng(self._seed()),
                                                ctx.log)
         path = ctx.comm.bcast(path, root=0)
@@ -187,8 +205,8 @@ class PropertiesEngine:
         self.written = bool(s["written"])
         self.replica_run = str(s.get("replica_run", ""))
         if self.replica_run:
-            T_K = float(self.replica_run[1:])
-            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(T_K), self.comm,
+            T_K = float(self.replica_run.rpartition("T")[2])
+            self.replica = GcmcMdReplica(self._window_cfg(T_K), self._window_group(self.replica_run), self.comm,
                                          np.random.SeedSequence(0))
             self.replica.load_state(s["replica"])
 

@@ -17,6 +17,7 @@ from ..atomistic.structure import FORMULA_UNITS_PER_CELL, SITES_PER_CELL
 from .diffusion import A2_PS_TO_M2_S
 
 SITES_PER_FORMULA_UNIT = SITES_PER_CELL // FORMULA_UNITS_PER_CELL  # x_max = 2
+REFERENCE = "reference/"  # names of the runs with the reference potential (properties.reference)
 
 # The paper's values (Secs. III.B-E, Figs. 6-8), printed beside ours.
 PAPER = {
@@ -37,27 +38,48 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
                       log: logging.Logger) -> tuple[Path | None, dict[str, str]]:
     """Everything from the finished runs; returns the P2D parameter file written, if any, and the
     ``headline`` of the numbers."""
+    from .fidelity import as_numbers, compare, summary, table
+
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"pbahpc properties report: campaign '{cfg.campaign.name}'", ""]
-    numbers: dict[str, Any] = {}
-    with np.errstate(divide="ignore", invalid="ignore"):  # mu(x) = kT ln(x/(1-x)) + ... at the ends of plots
-        fe = _free_energy(cfg, done, out_dir, rng, lines, numbers)
     cell_T = None
     if cfg.properties.p2d_template is not None:
         from ..config.load import read_yaml
 
         cell_T = float(read_yaml(cfg.properties.p2d_template)["cell"]["temperature_K"])
-    diff = _diffusion(done, lines, numbers, cell_T)
-    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
-    gamma = _interface(cfg, done, refs, lines, numbers)
-    _voltage_structure(cfg, refs, lines, numbers)
+    learned = {k: v for k, v in done.items() if not k.startswith(REFERENCE)}
+    numbers, (fe, diff, gamma) = analyse(cfg, learned, out_dir, rng, lines, cell_T)
     path = _continuum(cfg, fe, diff, gamma, out_dir, lines)
+    reference = {k[len(REFERENCE):]: v for k, v in done.items() if k.startswith(REFERENCE)}
+    fidelity = None
+    if reference:
+        lines += ["", "=" * 40 + " the same runs with the reference potential " + "=" * 40, ""]
+        numbers["reference"], _ = analyse(cfg, reference, out_dir, rng, lines, cell_T, tag="-reference")
+        rows = compare(numbers, numbers["reference"], cfg.properties.fidelity)
+        lines += ["Fidelity: learned MTP vs its reference, the same runs and analysis (properties.fidelity):",
+                  *table(rows), ""]
+        numbers["fidelity"] = as_numbers(rows)
+        fidelity = summary(rows)
     (out_dir / "report.txt").write_text("\n".join(lines) + "\n")
     write_tree(out_dir / "properties.h5", {"numbers": numbers,
                                            "runs": {k.replace("/", "|"): v for k, v in done.items()}},
                meta={"units": "eV, A, K, m^2/s, J/m^2; x per formula unit", "campaign": cfg.campaign.name})
     log.info("properties: report in %s", out_dir / "report.txt")
-    return path, headline(numbers)
+    return path, {**headline(numbers), **({"fidelity": fidelity} if fidelity else {})}
+
+
+def analyse(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: np.random.Generator, lines: list[str],
+            cell_T: float | None, tag: str = "") -> tuple[dict[str, Any], tuple]:
+    """The numbers of one potential's runs (report lines appended; plots named with ``tag``), and what the
+    continuum takes from them: (free energy, D per x, interface energy)."""
+    numbers: dict[str, Any] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):  # mu(x) = kT ln(x/(1-x)) + ... at the ends of plots
+        fe = _free_energy(cfg, done, out_dir, rng, lines, numbers, tag)
+    diff = _diffusion(done, lines, numbers, cell_T)
+    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
+    gamma = _interface(cfg, done, refs, lines, numbers)
+    _voltage_structure(cfg, refs, lines, numbers)
+    return numbers, (fe, diff, gamma)
 
 
 def headline(numbers: dict[str, Any]) -> dict[str, str]:
@@ -80,7 +102,7 @@ def _row(lines: list[str], name: str, value: str, paper: str | None = None) -> N
 
 
 # ------------------------------------------------------------------------------------- free energy
-def _free_energy(cfg, done, out_dir, rng, lines, numbers):
+def _free_energy(cfg, done, out_dir, rng, lines, numbers, tag):
     from .free_energy import analyse, bootstrap, plot_free_energy, windows_from_observables
 
     pc, gc = cfg.properties, cfg.replicas.gcmc
@@ -118,7 +140,7 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers):
              f"{spin_x[0]:.3f} +- {ss[0]:.3f}, {spin_x[1]:.3f} +- {ss[1]:.3f}")
         _row(lines, f"max mixing energy at {T:g} K", f"{an.max_mixing_eV * x_fu:.4f} eV/f.u.",
              PAPER["mixing_max_300K_eV_fu"] if T == 300 else None)
-        plot_free_energy(an, out_dir / f"free_energy-{T:g}K.png", boot=boot, x_scale=x_fu,
+        plot_free_energy(an, out_dir / f"free_energy{tag}-{T:g}K.png", boot=boot, x_scale=x_fu,
                          title=f"{cfg.campaign.name}: {T:g} K")
         first = first or (T, an)
     if not any(k.startswith("free_energy/") for k in done):
@@ -138,6 +160,7 @@ def _diffusion(done, lines, numbers, cell_T: float | None):
     for r in runs:
         D, s = float(r["D_A2_ps"]) * A2_PS_TO_M2_S, float(r["sigma_A2_ps"]) * A2_PS_TO_M2_S
         resolved = bool(r["linear_ok"]) and D > 2 * s
+        numbers.setdefault("diffusion_runs", {})[f"x{r['x']:g}_T{r['T_K']:g}K"] = np.array([D, s, resolved], float)
         _row(lines, f"D(x = {r['x']:g}, T = {r['T_K']:g} K)",
              f"{D:.3g} +- {s:.2g} m^2/s" + ("" if resolved else " (not resolved)"))
         if resolved:
@@ -218,6 +241,7 @@ def _voltage_structure(cfg, refs, lines, numbers):
         _row(lines, "average voltage", "properties.na_reference_eV not set")
     for x, a in sorted(atoms.items()):
         p = lattice_parameters(a)
+        numbers[f"lattice_x{x:g}_A"] = np.array([p.a_A, p.b_A, p.c_A])
         angles = mn_n_c_angles(a)
         _row(lines, f"lattice at x = {x:g}",
              f"{classify_cell(a)}: a b c = {p.a_A:.3f} {p.b_A:.3f} {p.c_A:.3f} A, "
