@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import decode_rng, encode_rng
+from ..config.engines import one_line
 from ..driver.component import Group, Inbox, StepContext
 from ..atomistic.structure import SITES_PER_CELL
 from .report import REFERENCE, analyse_and_write
@@ -136,10 +137,14 @@ class PropertiesEngine:
         if stuck:
             ctx.log.warning("properties: free energy at %g K given up after %d halts in a row", T_K, stuck)
         sites = SITES_PER_CELL * self.replica.gc.cells**3  # the windows' cell: the report's lattice size M
-        self.replica.lmp.close()
-        self.replica, self.replica_run = None, ""
+        self._drop_replica()
         return {"T_K": T_K, "sites": sites, "failed": f"{stuck} halts in a row (the MTP leaves its domain)" if stuck else "",
                 **{k: obs[k] for k in ("N", "target_N", "volume_A3", "pe_eV", "gamma_max")}}
+
+    def _drop_replica(self) -> None:
+        if self.replica is not None:
+            self.replica.lmp.close()
+        self.replica, self.replica_run = None, ""
 
     def _window_cfg(self, T_K: float):
         fe, rep = self.pc.free_energy, self.cfg.replicas
@@ -178,14 +183,29 @@ class PropertiesEngine:
             ctx.log.info("properties: %s", name)
             run_ctx = ctx.with_progress(run=f"{k}/{len(runs)} {name}")
             run_ctx.progress()
-            result = self._run(run_ctx, kind, p, name.startswith(REFERENCE))
+            error = None
+            try:
+                result = self._run(run_ctx, kind, p, name.startswith(REFERENCE))
+            except Exception as exc:  # noqa: BLE001  (LAMMPS under the MTP, an MD too short to analyse, ...)
+                result, error = {}, one_line(exc)
+            # LAMMPS errors are collective, a Python one may be a single rank's: the group agrees, and a run
+            # that cannot be done is reported with its reason, not a campaign failure
+            error = next((e for e in ctx.comm.allgather(error) if e), None)
+            if error:
+                ctx.log.warning("properties: %s failed: %s", name, error)
+                self._drop_replica()
+                result = {**p, "failed": error}
             if result is None:
                 return None
             self.done[name] = result
         path, headline = None, {}
         if ctx.comm.Get_rank() == 0:
-            path, headline = analyse_and_write(self.cfg, self.done, self.out_dir, np.random.default_rng(self._seed()),
-                                               ctx.log)
+            try:
+                path, headline = analyse_and_write(self.cfg, self.done, self.out_dir,
+                                                   np.random.default_rng(self._seed()), ctx.log)
+            except Exception as exc:  # noqa: BLE001  (reported; the others wait in the bcast below)
+                ctx.log.error("properties: the analysis failed: %s", one_line(exc))
+                headline = {"analysis": f"failed: {one_line(exc)}"}
         path = ctx.comm.bcast(path, root=0)
         self.written = True
         out = {"cell_parameters": {"path": str(path)}} if path else {}

@@ -76,7 +76,8 @@ def analyse(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: np.random.
     with np.errstate(divide="ignore", invalid="ignore"):  # mu(x) = kT ln(x/(1-x)) + ... at the ends of plots
         fe = _free_energy(cfg, done, out_dir, rng, lines, numbers, tag)
     diff = _diffusion(done, lines, numbers, cell_T)
-    refs = {float(v["x"]): v for k, v in done.items() if k.startswith("interface/reference/")}
+    refs = {float(v["x"]): v for k, v in done.items()
+            if k.startswith("interface/reference/") and not str(v.get("failed", ""))}
     gamma = _interface(cfg, done, refs, lines, numbers)
     _voltage_structure(cfg, refs, lines, numbers)
     return numbers, (fe, diff, gamma)
@@ -109,10 +110,11 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers, tag):
     lines.append("Free energy (biased GCMC windows, MBAR, excess-mu polynomial, common tangent):")
     first = None
     for name, run in sorted((k, v) for k, v in done.items() if k.startswith("free_energy/")):
-        T, sites = float(run["T_K"]), int(run["sites"])
+        T = float(run["T_K"])
         if str(run.get("failed", "")):
             _row(lines, f"T = {T:g} K", f"not sampled: {run['failed']}")
             continue
+        sites = int(run["sites"])
         windows = windows_from_observables(run, phi_eV=pc.free_energy.phi_eV, T_K=T, mu_bias_eV=pc.free_energy.mu_eV,
                                            pressure_bar=gc.pressure_bar,
                                            equilibration_fraction=pc.free_energy.equilibration_fraction)
@@ -158,6 +160,9 @@ def _diffusion(done, lines, numbers, cell_T: float | None):
     runs = [v for k, v in sorted(done.items()) if k.startswith("diffusion/")]
     by_x: dict[float, list] = {}
     for r in runs:
+        if str(r.get("failed", "")):
+            _row(lines, f"D(x = {r['x']:g}, T = {r['T_K']:g} K)", f"failed: {r['failed']}")
+            continue
         D, s = float(r["D_A2_ps"]) * A2_PS_TO_M2_S, float(r["sigma_A2_ps"]) * A2_PS_TO_M2_S
         resolved = bool(r["linear_ok"]) and D > 2 * s
         numbers.setdefault("diffusion_runs", {})[f"x{r['x']:g}_T{r['T_K']:g}K"] = np.array([D, s, resolved], float)
@@ -195,9 +200,13 @@ def _interface(cfg, done, refs, lines, numbers):
 
     it = cfg.properties.interface
     lines.append("Interface and strain energy (two-phase supercells, Eqs. 4-5):")
-    cells = sorted((v for k, v in done.items() if k.startswith("interface/n")), key=lambda v: int(v["n"]))
-    if len(cells) < 2 or len(refs) < 2:
-        _row(lines, "(fewer than 2 supercells)", "")
+    for k, v in sorted(done.items()):
+        if k.startswith("interface/") and str(v.get("failed", "")):
+            _row(lines, k, f"failed: {v['failed']}")
+    cells = sorted((v for k, v in done.items() if k.startswith("interface/n") and not str(v.get("failed", ""))),
+                   key=lambda v: int(v["n"]))
+    if len(cells) < 3 or len(refs) < 2:  # the fit's error estimate needs 3 cells
+        _row(lines, "(fewer than 3 supercells or 2 reference cells)", "")
         lines.append("")
         return None
     e_hi = float(refs[it.x_high]["energy_eV"]) / float(refs[it.x_high]["cells"])
