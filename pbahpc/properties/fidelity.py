@@ -118,12 +118,12 @@ def table(rows: list[Row]) -> list[str]:
             return "n/a"
         return f"{v:.4g}" + (f" +- {s:.2g}" if np.isfinite(s) else "")
 
-    lines = [f"  {'property':<32} {'learned':<22} {'reference':<22} {'difference':<12} {'tolerance':<12} result"]
+    lines = [f"  {'property':<40} {'learned':<22} {'reference':<22} {'difference':<12} {'tolerance':<12} result"]
     for r in rows:
         diff = "n/a" if r.passed is None else (f"x{r.difference:.3g}" if r.ratio else f"{r.difference:+.3g}")
         tol = f"x{r.tolerance:g}" if r.ratio else (f"{r.tolerance:g} rel" if r.relative else f"{r.tolerance:g}")
         result = {True: "pass", False: "FAIL", None: "n/a"}[r.passed]
-        lines.append(f"  {r.name + f' ({r.unit})':<32} {fmt(r.learned, r.sigma_learned):<22} "
+        lines.append(f"  {r.name + f' ({r.unit})':<40} {fmt(r.learned, r.sigma_learned):<22} "
                      f"{fmt(r.reference, r.sigma_reference):<22} {diff:<12} {tol:<12} {result}")
     lines.append(f"  {summary(rows)}")
     return lines
