@@ -15,6 +15,7 @@ learned from; runs named ``reference/...``) and the report compares the two (``f
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ class PropertiesEngine:
             ctx.log.info("properties: %s", name)
             run_ctx = ctx.with_progress(run=f"{k}/{len(runs)} {name}")
             run_ctx.progress()
-            error = None
+            error, t0 = None, time.perf_counter()
             try:
                 result = self._run(run_ctx, kind, p, name.startswith(REFERENCE))
             except Exception as exc:  # noqa: BLE001  (LAMMPS under the MTP, an MD too short to analyse, ...)
@@ -197,7 +198,7 @@ class PropertiesEngine:
                 result = {**p, "failed": error}
             if result is None:
                 return None
-            self.done[name] = result
+            self.done[name] = {**result, "wall_s": time.perf_counter() - t0}  # this launch's part of the run
         path, headline = None, {}
         if ctx.comm.Get_rank() == 0:
             try:
