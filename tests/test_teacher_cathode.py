@@ -71,3 +71,22 @@ def test_gcmc_fills_the_cell_between_mu_minus_1_8_and_minus_1_eV_at_the_demo_tem
 def test_framework_holds_at_900K():
     r = teacher_nptcheck.check(1, 1.0, 900.0, 10.0, 1, variant="cathode")
     assert r["max_bond_dev_A"] < 0.8 and 9.8 < r["a_min_A"] and r["a_max_A"] < 10.6
+
+
+def test_a_campaign_selects_the_variant_for_its_replicas_and_its_oracle(tmp_path):
+    import yaml
+
+    from conftest import write_campaign
+    from pbahpc.atomistic.gcmc_replica import make_potential
+    from pbahpc.config import ConfigError, load
+    from pbahpc.oracle.calculators import CalculatorSource
+
+    cfg = yaml.safe_load((ROOT / "inputs" / "gcmc.yaml").read_text())
+    cfg["replicas"]["gcmc"]["teacher"] = "cathode"
+    loaded = load(write_campaign(tmp_path / "c.yaml", cfg))
+    assert make_potential(loaded.replicas.gcmc).commands == teacher_potential(variant="cathode").commands
+    assert make_potential(loaded.replicas.gcmc).commands != teacher_potential().commands
+    assert CalculatorSource(loaded).shared.variant == "cathode"
+    cfg["replicas"]["gcmc"]["teacher"] = "nope"
+    with pytest.raises(ConfigError, match="replicas.gcmc.teacher: must be one of 'basic', 'cathode'"):
+        load(write_campaign(tmp_path / "c.yaml", cfg))

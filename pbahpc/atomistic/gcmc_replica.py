@@ -83,7 +83,7 @@ def make_potential(gc) -> LammpsPotential:
     if gc.potential == "teacher":
         from ..oracle.teacher import teacher_potential
 
-        return teacher_potential(inserted=gc.inserted)
+        return teacher_potential(inserted=gc.inserted, variant=gc.teacher)
     return LammpsPotential(tuple(gc.species), tuple(gc.masses_amu), tuple(gc.pair_commands), gc.cutoff_A)
 
 

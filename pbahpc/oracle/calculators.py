@@ -107,7 +107,7 @@ class CalculatorSource:
         if oc.calculator == "teacher":
             from .teacher import TeacherCalculator
 
-            self.shared = TeacherCalculator(inserted=cfg.replicas.gcmc.inserted)
+            self.shared = TeacherCalculator(inserted=cfg.replicas.gcmc.inserted, variant=cfg.replicas.gcmc.teacher)
         elif self.vasp:
             run_dir = Path(cfg.campaign.run_dir or Path("runs") / cfg.campaign.name)
             self.root = Path(oc.vasp.directory)
