@@ -108,7 +108,16 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   (mean 0.039 +- 0.019), rich 0.0032, 0.0143, 0.0061, 0.0137 (mean 0.0093 +- 0.0028): a ratio of the
   means of 4.2 (the teacher without the Na-Na well, same seeds: 0.050 +- 0.013 / 0.0130 +- 0.0018,
   3.8; its quoted 6.6 was seed 1 alone). With 8 Na (poor) or 8 vacancies (rich) a 40 ps run sees few
-  hops: the rich MSD at half the 600 K run is 1-2 A^2.
+  hops: the rich MSD at half the 600 K run is 1-2 A^2. Seeds 1-4 at 900 K: poor 0.112 +- 0.019, rich
+  0.047 +- 0.005 (MSD at half the run 11-22 / 5-8 A^2), ratio 2.4; the 600/900 K means read effective
+  barriers of ~0.16 eV (poor) and ~0.25 eV (rich).
+  Na-Na D0 scan (alpha 3, r0 5.0, rc 6.0; seeds 1-4, 40 ps): D0 0.13 gives D(600 K) 0.052 +- 0.024 /
+  0.0028 +- 0.0005 (ratio 18, the rich D barely above vibrations), D(900 K) 0.18 +- 0.07 / 0.039 +-
+  0.005, effective barriers ~0.20 / ~0.41 eV, dV 9.0 % at 500 K, the same stability; but its GCMC scan
+  (seed 1) jumps up between -1.55 and -1.5 eV (0.21 -> 1.39) and down between -1.65 and -1.7 (1.96 ->
+  0.23): the Na-rich branch stays at x = 2.0 down to -1.6 eV, a rich binodal not clearly below 2.
+  D0 0.08 gives a narrower hysteresis (seed 1, mu step 0.1: up 0.2 -> 1.4 between -1.55 and -1.45 eV,
+  down 1.84 -> 0.19 between -1.45 and -1.55).
   Wall scan (Na-Fe/Mn D0 at alpha 2, r0 3.9, Na-N/C D0 0.15; D at 600 K poor / rich): 0.03: 0.16 /
   0.049; 0.035: 0.043 / 0.031; 0.045: 0.031 / 0.019; 0.05: 0.002 / 0.012; 0.06: 0 / 0.010;
   >= 0.1 (or alpha 3, or r0 4.1): no Na-poor hops in 40 ps at 900 K. The Na-rich D falls much less
