@@ -29,6 +29,7 @@ from pbahpc.properties.diffusion import diffusion_coefficient, run_md
 VARIANT = "cathode"
 X_POOR, X_RICH = 0.25, 1.75  # 8 and 56 Na in the 2x2x2 cell's 64 cages
 T_DEMO_K = 500.0  # the temperature of the volume change and the GCMC isotherm (module docstring)
+GCMC_EXCHANGES = 100  # per fix gcmc call (every 100 MD steps): 20 leave the scan behind near the jump
 
 
 def window_profile_eV(a_A: float, points: int = 11) -> tuple[np.ndarray, np.ndarray]:
@@ -137,9 +138,9 @@ def main() -> None:
               f"(MSD at half the run {p.msd_A2[len(p.msd_A2) // 2]:.1f} A^2); x={X_RICH:g} D={r.D_A2_per_ps:.2e} +- "
               f"{r.sigma_A2_per_ps:.1e} (MSD {r.msd_A2[len(r.msd_A2) // 2]:.1f} A^2); "
               f"ratio {p.D_A2_per_ps / max(r.D_A2_per_ps, 1e-12):.1f}", flush=True)
-    mus = [round(m, 2) for m in np.arange(-1.8, -0.45, 0.1)]
+    mus = [round(m, 2) for m in np.arange(-1.8, -0.45, 0.05)]
     for label, order, x0 in (("up", mus, 0.0), ("down", mus[::-1], 2.0)):
-        scan = gcmc_scan(T_DEMO_K, order, ps_per_mu=10.0, x_start=x0)
+        scan = gcmc_scan(T_DEMO_K, order, ps_per_mu=10.0, x_start=x0, exchanges=GCMC_EXCHANGES)
         print(f"GCMC-MD scan {label} at {T_DEMO_K:g} K (mu eV: x): " + ", ".join(f"{m:g}: {x:.2f}" for m, x in scan),
               flush=True)
     print(f"({time.perf_counter() - t0:.0f} s)")

@@ -79,7 +79,7 @@ physics the properties stage needs (issue 15); NOT yet all of it, see "open" bel
             0.18    1.0    2.5     5.5   long-range cage pull: contracts the lattice as x grows
     Na-Fe, Na-Mn
             0.045   2.0    3.9     3.9   wall felt only at the window (metals 3.64 A), closes it as a shrinks
-    Na-Na   0.0025  2.0    5.6     5.6   repulsion (J = +0.005 eV at 5.15 A), no nn attraction
+    Na-Na   0.1     3.0    5.0     6.0   nn well (J = -0.056 to -0.062 eV): a miscibility gap
 
 The r0 of the bonds and D0 of the 1-3 walls are solved so that each carries the basic teacher's force
 at the ideal distances: the empty framework at a = 10.30 A is the same equilibrium, only softer
@@ -89,31 +89,54 @@ cells, NPT iso 0 bar, 40 ps per point; tools/teacher_nptcheck.py --variant catho
 
 Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
 
-* Lattice: a(x) at 500 K = 10.249 (x = 0), 10.235 (0.25), 10.177 (1), 10.033 (1.75), 10.002 A (2):
-  V(0)/V(2) - 1 = 7.6 % (20 ps per point), Na-poor larger; the Na-rich lattice partly tilts under the
-  Na pull (bonds intact). At 300 K x = 2 tilts further (a ~ 9.87-9.91 A).
-* Stability: x = 0, 1, 2 for 20 ps at 900 K (x = 2 also at 300 K, x = 1 at 600 K) keep every Fe-C,
-  C-N, N-Mn bond within 0.56 A of its start, a within 9.82-10.27 A; |NVE drift| < 5e-5 eV/atom/ps.
-* Hops: rigid-framework barrier of one Na from its cage minimum to the window centre: 0.121 eV at the
-  Na-poor a (10.23) and 0.243 eV at the Na-rich a (10.03). Tracer D (A^2/ps) by NPT MD, 40 ps,
-  Na-poor x = 0.25 / Na-rich x = 1.75: 600 K 0.085 +- 0.040 / 0.0129 +- 0.0044 (ratio 6.6),
-  900 K 0.15 +- 0.14 / 0.059 +- 0.014. With D = nu a_hop^2 exp(-Ea/kT) (nu = 5 THz, a_hop = 5.15 A,
-  the rich D divided by its vacancy fraction 1/8) the 600 K values read Ea ~ 0.38 eV in both phases;
-  the 600/900 K Arrhenius slope is not resolved with 8 Na in the Na-poor cell.
+* Na-Na: J = E(two Na in neighbouring cages) - 2 E(one) + E(empty), rigid framework: -0.056 eV at
+  a = 10.25, -0.062 eV at a = 10.0 A (second neighbours, >= 7.0 A, beyond rc = 6 A; the Morse wall
+  keeps two Na >= 4.5 A apart). A nearest-neighbour lattice gas on the simple-cubic cages with this J
+  has Tc = 1.128 |J| / k_B = 730-810 K, and the lattice contraction with x adds to the attraction.
+  (Before, a weak repulsion Na-Na 0.0025 / 2.0 / 5.6 / 5.6, J = +0.006 eV: no gap at 500 K.)
+* Lattice: a(x) at 500 K = 10.256 (x = 0), 10.242 (0.25), 10.158 (1), 9.986 (1.75), 9.958 A (2):
+  V(0)/V(2) - 1 = 9.2 % (20 ps per point), Na-poor larger; the Na-rich lattice partly tilts under the
+  Na pull (bonds intact). At 300 K x = 2 tilts further (a 9.87-9.94 A).
+* Stability (tools/teacher_nptcheck.py, 2x2x2, 20 ps): x = 0, 1, 2 at 900 K and x = 2 at 300 K keep
+  every Fe-C, C-N, N-Mn bond within 0.57 A of its start, a within 9.87-10.27 A; |NVE drift| < 1e-5
+  eV/atom/ps.
+* Hops: rigid-framework barrier of one Na from its cage minimum to the window centre (no Na-Na
+  term): 0.121 eV at a = 10.23, 0.115 eV at the 500 K Na-poor a (10.242), 0.243 eV at a = 10.03,
+  0.276 eV at the 500 K Na-rich a (9.986). Tracer D (A^2/ps) by NPT MD, 40 ps, Na-poor x = 0.25 /
+  Na-rich x = 1.75, seed 1: 600 K 0.094 +- 0.055 / 0.0032 +- 0.0007 (ratio 29); 900 K 0.136 +- 0.044 /
+  0.036 +- 0.010 (ratio 3.8). Seeds 1-4 at 600 K scatter widely: poor 0.094, 0.030, 0.017, 0.016
+  (mean 0.039 +- 0.019), rich 0.0032, 0.0143, 0.0061, 0.0137 (mean 0.0093 +- 0.0028): a ratio of the
+  means of 4.2 (the teacher without the Na-Na well, same seeds: 0.050 +- 0.013 / 0.0130 +- 0.0018,
+  3.8; its quoted 6.6 was seed 1 alone). With 8 Na (poor) or 8 vacancies (rich) a 40 ps run sees few
+  hops: the rich MSD at half the 600 K run is 1-2 A^2. Seeds 1-4 at 900 K: poor 0.112 +- 0.019, rich
+  0.047 +- 0.005 (MSD at half the run 11-22 / 5-8 A^2), ratio 2.4; the 600/900 K means read effective
+  barriers of ~0.16 eV (poor) and ~0.25 eV (rich).
+  Na-Na D0 scan (alpha 3, r0 5.0, rc 6.0; seeds 1-4, 40 ps): D0 0.13 gives D(600 K) 0.052 +- 0.024 /
+  0.0028 +- 0.0005 (ratio 18, the rich D barely above vibrations), D(900 K) 0.18 +- 0.07 / 0.039 +-
+  0.005, effective barriers ~0.20 / ~0.41 eV, dV 9.0 % at 500 K, the same stability; but its GCMC scan
+  (seed 1) jumps up between -1.55 and -1.5 eV (0.21 -> 1.39) and down between -1.65 and -1.7 (1.96 ->
+  0.23): the Na-rich branch stays at x = 2.0 down to -1.6 eV, a rich binodal not clearly below 2.
+  D0 0.08 gives a narrower hysteresis (seed 1, mu step 0.1: up 0.2 -> 1.4 between -1.55 and -1.45 eV,
+  down 1.84 -> 0.19 between -1.45 and -1.55).
   Wall scan (Na-Fe/Mn D0 at alpha 2, r0 3.9, Na-N/C D0 0.15; D at 600 K poor / rich): 0.03: 0.16 /
   0.049; 0.035: 0.043 / 0.031; 0.045: 0.031 / 0.019; 0.05: 0.002 / 0.012; 0.06: 0 / 0.010;
   >= 0.1 (or alpha 3, or r0 4.1): no Na-poor hops in 40 ps at 900 K. The Na-rich D falls much less
   with the wall than the Na-poor one: the Na-poor effective barrier is far above the rigid one
   (each Na pulls its own cage in, a self-trapping the rigid profile misses).
-* GCMC-MD (fix gcmc every 100 steps of NPT MD, 20 exchanges + 20 translations, 10 ps per point,
-  500 K), mu (eV): x up from empty / down from full: -1.8: 0 / 0; -1.6: 0.03 / 0.07; -1.5: 0.41 /
-  0.33; -1.4: 0.83 / 1.09; -1.3: 1.36 / 1.64; -1.2: 1.59 / 1.91; -1.0: 1.73 / 1.99; -0.5: 1.88 / 2.0.
-  The filling up to x ~ 1.7 is gradual (no jump): no miscibility gap at 500 K; only x ~ 1.7-2
-  (the tilted phase) shows hysteresis.
-* Open (issue 15): binodals inside (0, 2) (none at 500 K: the gap needs a stronger x-dependence of
-  the Na energy, e.g. a stiffer coupling of the tilt to x or a lower demo temperature, re-measured
-  with the scan above); the Na-poor D is noisy with 8 Na (use x = 0.5 or longer runs); a D ratio of
-  6.6 at 600 K, not >= 10.
+* GCMC-MD (fix gcmc every 100 steps of NPT MD, 100 exchanges + 100 translations, 10 ps per point,
+  500 K, mu in steps of 0.05 eV), x up from empty / down from full: -1.8 .. -1.65: <= 0.03 / <= 0.01;
+  -1.6: 0.05 / 0.23; -1.55: 0.17 / 1.82; -1.5: 0.93 / 1.94; -1.45: 1.66 / 1.98; -1.4: 1.76 / 2.0;
+  -1.2: 1.86 / 2.0; -0.5: 1.94 / 2.0. A first-order transition: the scan up jumps from x ~ 0.2 to
+  ~ 1.7 between -1.55 and -1.45 eV, the scan down from ~ 1.8 to ~ 0.2 between -1.55 and -1.6 eV;
+  at -1.55 eV the two branches hold 0.17 and 1.82 (seeds 2, 3: 0.23 / 1.80, 0.14 / 1.89). Binodals
+  near x ~ 0.2 and ~ 1.8, coexistence near mu = -1.55 to -1.6 eV (2x2x2 cell, so a rough bracket).
+  With 20 exchanges per call the scan up lags behind near the jump. The same protocol (mu step 0.1)
+  for the teacher without the Na-Na well was reversible and gradual (-1.55: 0.12 / 0.10; -1.45:
+  0.60 / 0.63; -1.35: 1.14 / 1.21). Above x ~ 1.7 the scan up fills slowly (the tilted Na-rich lattice).
+* Open (issue 15): hop barriers of 0.3-0.65 eV with D resolved in 20-50 ps (the rigid barriers are
+  0.12 / 0.28 eV; the Na-rich D at 600 K is barely resolved in 40 ps); a D ratio >= 10 at 600 K that
+  holds over seeds (4.2 over 4 seeds; use x = 0.5 / 1.5 or longer runs to tame the noise); the
+  binodals at other temperatures and in a larger cell.
 """
 from __future__ import annotations
 
@@ -157,7 +180,8 @@ BASIC: dict[tuple[str, str], Morse] = {
 
 # "cathode": softer Fe-C / Mn-N bonds and 1-3 walls (same tension at a = 10.30 A, so the same empty
 # framework), a strong long-range Na-N/C pull (the Na-rich lattice contracts), Na-metal walls that
-# close the window as the lattice contracts, and a weak Na-Na repulsion (see the module docstring)
+# close the window as the lattice contracts, and a nearest-neighbour Na-Na well that opens a miscibility
+# gap (see the module docstring)
 CATHODE: dict[tuple[str, str], Morse] = {
     **BASIC,
     ("Fe", "C"): Morse(4.0, 1.3, 1.7883, 4.5),
@@ -168,7 +192,7 @@ CATHODE: dict[tuple[str, str], Morse] = {
     ("Na", "C"): Morse(0.18, 1.0, 2.5, 5.5),
     ("Na", "Fe"): Morse(0.045, 2.0, 3.9, 3.9),
     ("Na", "Mn"): Morse(0.045, 2.0, 3.9, 3.9),
-    ("Na", "Na"): Morse(0.0025, 2.0, 5.6, 5.6),
+    ("Na", "Na"): Morse(0.1, 3.0, 5.0, 6.0),
 }
 
 VARIANTS = {"basic": BASIC, "cathode": CATHODE}
