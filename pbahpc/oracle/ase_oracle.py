@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config.engines import one_line
 from ..driver.component import Inbox, StepContext, selected_batches
 from ..mlip.dataset import frame_atoms
-from .calculators import CalculatorSource, deadline, one_line
+from .calculators import CalculatorSource, deadline
 
 
 def label(calc, frame: dict[str, Any], prepare=None) -> dict[str, Any]:

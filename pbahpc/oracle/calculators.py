@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config.engines import load_factory, one_line
+from ..config.engines import load_factory
 
 
 class LabelTimeout(Exception):
