@@ -17,14 +17,16 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 import sys; sys.exit(sys.version_info < (3, 11))
 PY
 
-# OpenBLAS from the distribution backs PETSc's BLAS/LAPACK.
-if ! ldconfig -p | grep -q 'libopenblas\.so '; then
+# OpenBLAS from the distribution backs PETSc's BLAS/LAPACK. The cache is read whole, never piped into a
+# reader that stops early: with pipefail a large cache (> 64 KiB) makes that a SIGPIPE exit (141).
+openblas_lib() { local cache; cache=$(ldconfig -p); awk '/libopenblas\.so /{if (!f) print $NF; f=1}' <<<"$cache"; }
+if [ -z "$(openblas_lib)" ]; then
     say "installing libopenblas-dev from the distribution"
     sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
     $sudo_ apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libopenblas-dev >/dev/null
 fi
-openblas=$(ldconfig -p | awk '/libopenblas\.so /{print $NF; exit}')
+openblas=$(openblas_lib)
 
 [ -x "$venv/bin/python" ] || { say "creating $venv"; "$python" -m venv "$venv"; }
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
