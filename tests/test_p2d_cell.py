@@ -50,7 +50,7 @@ def ocv_cathode(x):
 
 
 def j0_sqrt(j0_ref):
-    return lambda ce: j0_ref * np.sqrt(np.maximum(ce, 0.0) / 1000.0)
+    return lambda ce, x, T: j0_ref * np.sqrt(np.maximum(ce, 0.0) / 1000.0)
 
 
 # Cahn-Hilliard cathode: symmetric regular solution with Omega = 4.5 RT (phase-separating), interface
@@ -357,7 +357,7 @@ SPM_T_MIN = 60.0  # s; the surface boundary layer sqrt(D t) spans > 3 radial cel
 def spm_cell(nr):
     s = SPM
     common = dict(porosity=0.3, active_fraction=s["eps_s"], conductivity_S_m=1e4,
-                  exchange_current_A_m2=const(s["j0"]), cells_x=2, cells_r=nr)
+                  exchange_current_A_m2=lambda ce, x, T: np.full_like(ce, s["j0"]), cells_x=2, cells_r=nr)
     an = Electrode(thickness_m=s["La"], particle_radius_m=s["Ra"], formula_units_mol_m3=s["fua"], x_initial=s["xa"],
                    particle=FickianParticle(const(s["Da"]), ocv_anode), **common)
     ca = Electrode(thickness_m=s["Lc"], particle_radius_m=s["Rc"], formula_units_mol_m3=s["fuc"], x_initial=s["xc"],
