@@ -374,7 +374,7 @@ def test_plot(tmp_path, mf):
 def test_mbar_equals_pymbar_on_the_same_windows():
     """Our MBAR (Newton on the convex objective, integer bins) and pymbar 4 (its own solver over every
     sample, histogram FES of the unbiased state) solve the same equations: free energies within 1e-6 kT
-    (both solvers run to ~1e-12; measured ~1e-13). Mean-field gas with a gap, a reservoir mu_b != 0 so
+    (both solvers run to ~1e-12; measured 7e-12 kT). Mean-field gas with a gap, a reservoir mu_b != 0 so
     the linear bias term acts, 25 windows of 400 samples (the tails leave single-count bins, where the
     two must agree as well)."""
     pytest.importorskip("pymbar")
@@ -403,10 +403,9 @@ def test_statistical_inefficiency_equals_pymbar():
     relative allows the FFT's ~1e-15 per lag summed over a few hundred lags; a different stopping lag
     (C(t) within round-off of 0) would differ at the 1e-3 level and fail."""
     pytest.importorskip("pymbar")
-    import contextlib
-    import io
+    from pbahpc.properties.free_energy import quiet_pymbar_import
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    with quiet_pymbar_import():
         from pymbar.timeseries import statistical_inefficiency as pymbar_g
     rng = np.random.default_rng(8)
     series = []

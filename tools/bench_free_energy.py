@@ -11,23 +11,22 @@ biased distribution. For each sample size per window and each estimator, over ``
 Prints the MBAR/Eq.17 ratios of error and time. With pymbar installed (pbahpc[pymbar]) it also runs
 ``method: pymbar`` on the same data sets and prints, per size, the largest |F_ours - F_pymbar| in kT and
 the pymbar/ours ratios of the estimator's time alone (mbar_free_energy vs pymbar_free_energy) and of
-statistical_inefficiency's (pymbar.timeseries, 4000-sample series), all measured in this run.
+statistical_inefficiency's (pymbar.timeseries, 4000-sample series), all measured in this run (pymbar
+on numpy: without JAX, as pbahpc[pymbar] installs it).
 
     .venv/bin/python tools/bench_free_energy.py [--sites 400] [--omega 3] [--sizes 250 1000 4000] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import time
 
 import numpy as np
 from scipy.special import digamma, gammaln
 
 from pbahpc.properties.free_energy import (Window, analyse, common_tangent, mbar_free_energy, pymbar_free_energy,
-                                           statistical_inefficiency)
+                                           quiet_pymbar_import, statistical_inefficiency)
 from pbahpc.units import KB_EV_PER_K
 
 T_K = 300.0
@@ -107,7 +106,7 @@ def main() -> None:
         print(f"{n:8d} {max(c['dF']):23.1e} {np.median(c['pymbar']) / np.median(c['ours']):23.1f} "
               f"{row['pymbar'][4] / row['mbar'][4]:13.1f}")
     series = [_ar1(rho, 4000, rng) for rho in (0.0, 0.5, 0.9, 0.98)]
-    with contextlib.redirect_stdout(io.StringIO()):  # pymbar prints a banner on import
+    with quiet_pymbar_import():
         from pymbar.timeseries import statistical_inefficiency as pymbar_g
     t_ours = _best_time(lambda: [statistical_inefficiency(a) for a in series])
     t_theirs = _best_time(lambda: [pymbar_g(a, mintime=3) for a in series])

@@ -352,7 +352,7 @@ class PropertiesSection:
         equilibration_fraction: float = field(default=0.2, metadata=_m(min=0.0, max=0.9))
         method: Literal["mbar", "pymbar", "eq17"] = "mbar"
         """The report's mu(N) estimator: our MBAR, pymbar's MBAR (optional extra pbahpc[pymbar]; the same
-        free energies to 1e-6 kT, 50-150x slower: tools/bench_free_energy.py) or Eq. 17 per window."""
+        free energies to 1e-6 kT, 50-300x slower: tools/bench_free_energy.py) or Eq. 17 per window."""
 
         def check(self, key: str) -> None:
             if self.method == "pymbar" and importlib.util.find_spec("pymbar") is None:

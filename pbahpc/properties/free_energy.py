@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -348,13 +349,27 @@ def _result(windows: Sequence[Window], grid: Array, H: Array, F: Array, f: Array
     return MbarResult(grid, H, F, G, f, iterations)
 
 
+@contextlib.contextmanager
+def quiet_pymbar_import():
+    """pymbar's first import prints a banner (stdout) and logs 'JAX not found' (a warning; without JAX
+    it runs on numpy, as timed in tools/bench_free_energy.py): neither belongs in a run's log."""
+    log = logging.getLogger("pymbar")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def pymbar_free_energy(windows: Sequence[Window], relative_tolerance: float = 1e-12) -> MbarResult:
     """mbar_free_energy's result from pymbar (optional: ``pip install pbahpc[pymbar]``), as a cross-check
     and for ``method: pymbar``: MBAR over every sample with u_kn = w_k(N_n), then F(N) from pymbar's
     histogram FES of the unbiased state (bins = the integer N). Same windows, same equations, so the
     two agree to the solvers' tolerance (tests/test_free_energy.py holds them to 1e-6 kT);
     tools/bench_free_energy.py times both. ``iterations`` is 0 (pymbar does not report it)."""
-    with contextlib.redirect_stdout(io.StringIO()):  # pymbar prints banners (no JAX, timeseries) on import
+    with quiet_pymbar_import():
         from pymbar import FES  # noqa: PLC0415 - optional dependency
 
     beta, grid, h, wk = _biases(windows)
