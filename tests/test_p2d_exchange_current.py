@@ -70,6 +70,8 @@ def test_standard_form_from_the_file(tmp_path):
      "cathode.exchange_current.form", "'standard'"),
     ({"exchange_current_A_m2": None, "exchange_current": {"form": "standard", "k_A_m2": 1e-3, "b": -1}},
      "cathode.exchange_current.b", ">= 0"),
+    ({"exchange_current_A_m2": None, "exchange_current": {"form": "standard", "k_A_m2": 1e-3, "E_a": 3e4}},
+     "cathode.exchange_current.E_a", "allowed: form, k_A_m2, a, b, c, Ea_J_mol, T_ref_K"),
     ({"exchange_current_A_m2": None, "reference_electrolyte_mol_m3": 1000.0,
       "exchange_current": {"form": "standard", "k_A_m2": 1e-3}},
      "cathode.reference_electrolyte_mol_m3", "exchange_current_A_m2 only"),
