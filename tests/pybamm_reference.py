@@ -12,7 +12,9 @@ Translation of the Cell (same equations, PyBaMM's names):
 - epsilon_s = ``active_fraction`` (so a = 3 eps_s / R), porosity = ``porosity``, Bruggeman
   exponents: electrolyte eps^b (``bruggeman``), solid (1 - porosity)^b_s (``bruggeman_solid``).
 - Butler-Volmer: "symmetric Butler-Volmer" (2 j0 sinh(F eta / 2RT), ne = 1) when both transfer
-  coefficients are 0.5, else "asymmetric Butler-Volmer" with the electrode's alpha; j0 ignores c_s.
+  coefficients are 0.5, else "asymmetric Butler-Volmer" with the electrode's alpha. Our j0(c_e, x, T)
+  is translated only where it does not depend on x (evaluated at the cell's T); a j0 of the surface
+  stoichiometry is given explicitly in PyBaMM's own form (below), e.g. a parameter set's function.
 - Electrolyte: D_e(c_e), kappa(c_e), constant t+, ``Thermodynamic factor`` = our TF(c_e).
 - Isothermal at ``temperature_K`` (ambient = initial = reference temperature, entropic OCP change 0),
   one electrode pair, one cell in series, electrode height x width = ``area_m2``, no contact
@@ -35,7 +37,8 @@ this order (the result's ``functions`` entry says which way each one went):
 An explicit PyBaMM expression can be given per function with ``functions={key: callable}``, the
 callable taking and returning PyBaMM symbols; keys ``anode.ocv``, ``anode.diffusivity``,
 ``anode.exchange_current``, the same for ``cathode``, and ``electrolyte.diffusivity``,
-``electrolyte.conductivity``, ``electrolyte.thermodynamic_factor``.
+``electrolyte.conductivity``, ``electrolyte.thermodynamic_factor``. All take one argument (x or c_e)
+except ``*.exchange_current``, which takes PyBaMM's (c_e, c_s_surf, c_s_max, T).
 
 Where PyBaMM's DFN differs from our equations (they cannot be switched off):
 
@@ -128,20 +131,28 @@ def _translate(fn: Callable, grid: np.ndarray, name: str) -> tuple[Callable, str
     return (lambda s: pybamm.Interpolant(grid, ys, s, name=cname, interpolator="cubic")), "table", err
 
 
-def _electrode_parameters(e: Electrode, Domain: str, name: str, ce_grid: np.ndarray,
+def _electrode_parameters(e: Electrode, Domain: str, name: str, ce_grid: np.ndarray, T_K: float,
                           functions: dict[str, Callable], kinds: dict, errors: dict) -> dict[str, Any]:
     if not isinstance(e.particle, FickianParticle):
         raise TypeError(f"{name}: PyBaMM's DFN needs a FickianParticle, got {type(e.particle).__name__}")
     x = _stoichiometry_grid()
     fns = {}
     for key, fn, grid in (("ocv", e.particle.ocv_V, x), ("diffusivity", e.particle.diffusivity_m2_s, x),
-                          ("exchange_current", e.exchange_current_A_m2, ce_grid)):
+                          ("exchange_current", _j0_of_ce(e, T_K, name), ce_grid)):
         full = f"{name}.{key}"
         if full in functions:
             fns[key], kinds[full], errors[full] = functions[full], "explicit", 0.0
-        else:
+        elif fn is not None:
             fns[key], kinds[full], errors[full] = _translate(fn, grid, full)
-    ocv, diff, j0 = fns["ocv"], fns["diffusivity"], fns["exchange_current"]
+        else:
+            raise ValueError(f"{full} depends on the surface stoichiometry: pass functions={{{full!r}: "
+                             "callable(c_e, c_s_surf, c_s_max, T)}")
+    ocv, diff = fns["ocv"], fns["diffusivity"]
+    if f"{name}.exchange_current" in functions:
+        j0 = fns["exchange_current"]
+    else:
+        def j0(c_e, c_s, c_max, T, _of_ce=fns["exchange_current"]):
+            return _of_ce(c_e)
     domain = Domain.lower()
     return {
         f"{Domain} electrode thickness [m]": e.thickness_m,
@@ -157,8 +168,17 @@ def _electrode_parameters(e: Electrode, Domain: str, name: str, ce_grid: np.ndar
         f"{Domain} electrode OCP [V]": lambda sto: ocv(sto),
         f"{Domain} electrode OCP entropic change [V.K-1]": 0.0,
         f"{Domain} particle diffusivity [m2.s-1]": lambda sto, T: diff(sto),
-        f"{Domain} electrode exchange-current density [A.m-2]": lambda c_e, c_s, c_max, T: j0(c_e),
+        f"{Domain} electrode exchange-current density [A.m-2]": j0,
     }
+
+
+def _j0_of_ce(e: Electrode, T_K: float, name: str) -> Callable | None:
+    """Our j0(c_e, x, T) as a function of c_e alone at T, or None if it depends on x."""
+    ce = np.linspace(0.0, 4000.0, 41)
+    at = [np.asarray(e.exchange_current_A_m2(ce, np.full_like(ce, f * e.x_max), T_K), float) for f in (0.2, 0.5, 0.8)]
+    if not all(np.array_equal(np.broadcast_to(a, ce.shape), np.broadcast_to(at[0], ce.shape)) for a in at):
+        return None
+    return lambda c_e: e.exchange_current_A_m2(c_e, 0.5 * e.x_max, T_K)
 
 
 def parameter_values(cell: Cell, current_A: float, cutoff_V: float, *, upper_V: float = 100.0,
@@ -208,8 +228,8 @@ def parameter_values(cell: Cell, current_A: float, cutoff_V: float, *, upper_V: 
         "Lower voltage cut-off [V]": cutoff_V if current_A >= 0 else -upper_V,
         "Upper voltage cut-off [V]": upper_V if current_A >= 0 else cutoff_V,
     }
-    values |= _electrode_parameters(cell.anode, "Negative", "anode", ce_grid, functions, kinds, errors)
-    values |= _electrode_parameters(cell.cathode, "Positive", "cathode", ce_grid, functions, kinds, errors)
+    values |= _electrode_parameters(cell.anode, "Negative", "anode", ce_grid, T, functions, kinds, errors)
+    values |= _electrode_parameters(cell.cathode, "Positive", "cathode", ce_grid, T, functions, kinds, errors)
     return pybamm.ParameterValues(values), {"functions": kinds, "table_error": errors}
 
 

@@ -119,7 +119,7 @@ def test_real_cell_result_writes_and_plots(tmp_path):
     def electrode(x0, ocv, cells_x):
         return Electrode(thickness_m=50e-6, porosity=0.3, active_fraction=0.6, particle_radius_m=2e-6,
                          formula_units_mol_m3=20000.0, x_initial=x0, particle=FickianParticle(const(1e-14), ocv),
-                         exchange_current_A_m2=lambda ce: np.sqrt(np.maximum(ce, 0.0) / 1000.0),
+                         exchange_current_A_m2=lambda ce, x, T: np.sqrt(np.maximum(ce, 0.0) / 1000.0),
                          conductivity_S_m=10.0, cells_x=cells_x, cells_r=4)
 
     cell = Cell(anode=electrode(0.1, lambda x: 0.1 + 0.5 * (1 - x) - 0.02 * np.log(x / (1 - x)), 3),

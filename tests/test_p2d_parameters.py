@@ -13,7 +13,7 @@ from scipy.optimize import brentq
 
 from pbahpc.config import ConfigError
 from pbahpc.continuum import mapping
-from pbahpc.continuum.functions import Constant, EdgeBarrier, Function, Polynomial, PowerLaw, Table
+from pbahpc.continuum.functions import Constant, EdgeBarrier, Function, Polynomial, Table
 from pbahpc.continuum.model import R_GAS_J_MOL_K, CahnHilliardParticle, FickianParticle
 from pbahpc.continuum.parameters import ParameterWarning, load_parameters
 
@@ -52,14 +52,10 @@ def test_table_interpolates_monotonically_and_extrapolates_linearly():
         np.testing.assert_allclose(t.derivative(beyond), slope, rtol=1e-13)
 
 
-def test_constant_and_power_law():
+def test_constant():
     v = np.array([[0.0, 250.0], [1000.0, 4000.0]])
     assert Constant(2.5)(v).shape == v.shape and np.all(Constant(2.5)(v) == 2.5)
     assert np.all(Constant(2.5).derivative(v) == 0.0)
-    j0 = PowerLaw(1.0, 1000.0, 0.5)  # Eq. 29
-    np.testing.assert_allclose(j0(v), np.sqrt(v / 1000.0), rtol=1e-14)
-    np.testing.assert_allclose(j0.derivative(v[1:]), _fd(j0, v[1:], h=1e-3), rtol=1e-6)
-    assert np.isfinite(j0.derivative(np.array([0.0, -1.0]))).all() and j0(np.array([-1.0]))[0] == 0.0
 
 
 # ---- mapping ------------------------------------------------------------------------------------

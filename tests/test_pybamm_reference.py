@@ -44,7 +44,7 @@ def electrode(thickness_m, c_max, x0, ocv):
         thickness_m=thickness_m, porosity=0.3, active_fraction=0.6, particle_radius_m=2e-6,
         formula_units_mol_m3=c_max, x_initial=x0,
         particle=FickianParticle(diffusivity_m2_s=lambda x: np.full_like(x, 1e-13), ocv_V=ocv),
-        exchange_current_A_m2=lambda c_e: 10.0 * np.sqrt(c_e / 1000.0), conductivity_S_m=50.0)
+        exchange_current_A_m2=lambda c_e, x, T: 10.0 * np.sqrt(c_e / 1000.0), conductivity_S_m=50.0)
 
 
 def make_cell(capacity_Ah):

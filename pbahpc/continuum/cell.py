@@ -14,7 +14,7 @@ nodes and unused particle slots carry identity rows. Equations per node:
     eps dc_e/dt + div N_e - a j / F = 0,      N_e = -D_eff grad c_e + t+ i_e / F
     div i_e - a j = 0,     i_e = -kappa_eff grad phi_e + kappa_eff (2RT/F)(1 - t+) TF grad ln c_e
     div i_s + a j = 0,     i_s = -sigma_eff grad phi_s
-    j = j0(c_e) [exp(alpha F eta / RT) - exp(-(1 - alpha) F eta / RT)],  eta = phi_s - phi_e - U   (Eq. 29)
+    j = j0(c_e, x_surf, T) [exp(alpha F eta / RT) - exp(-(1 - alpha) F eta / RT)],  eta = phi_s - phi_e - U (Eq. 29)
     particle: dc/dt = div(M grad mu) with inward surface flux -j/F, mu = mu_hom(c) - k lap c
 
 with U = -mu_surf / F for Cahn-Hilliard (Eq. 30: the overpotential sees the full variational chemical
@@ -30,7 +30,9 @@ potentials; the IFunction is M udot + R(u) with a constant diagonal M.
 Parallel: the nodes are distributed by a 1-D DMDA over the communicator passed in (one ghost node);
 the residual of the owned nodes needs only the ghosted local vector. The Jacobian dR/du is built by
 finite differences with a fixed 19-colour colouring of the known block pattern (each rank differences
-its own rows, perturbing ghost columns too, so no extra communication), plus shift * M.
+its own rows, perturbing ghost columns too, so no extra communication), plus shift * M. The
+Butler-Volmer row's pattern holds the particle's surface slots, through which both U and the
+exchange current's surface stoichiometry enter, so j0(c_e, x_surf, T) needs no derivative of its own.
 """
 from __future__ import annotations
 
@@ -167,7 +169,9 @@ class P2DCell:
         for r in self.regions:
             p = r.particle
             s, q = slice(r.start, r.stop), slice(NE, NE + p.slots)
-            j0 = float(np.asarray(r.electrode.exchange_current_A_m2(np.array([ce0])))[0])
+            # at mid-window, not x_initial: a j0 with x^b (x_max - x)^c vanishes at an empty or full start
+            j0_fn, mid = r.electrode.exchange_current_A_m2, np.array([0.5 * r.electrode.x_max])
+            j0 = float(np.asarray(j0_fn(np.array([ce0]), mid, self.T)).ravel()[0])
             typ[s, JJ], row[s, JJ] = j0, 1.0 / j0
             typ[s, q], row[s, q], self._mass[s, q] = p.typical, p.row_scale, p.mass
             self._atol[s, q] = np.where(p.differential, self.settings.atol_fraction * p.typical, 1e300)
@@ -278,10 +282,10 @@ class P2DCell:
     def _electrode_rows(self, r: _Region, u: Array, R: Array) -> None:
         """Particle, Butler-Volmer (Eq. 29) and unused-slot rows of one electrode's nodes (in place)."""
         p, e, j = r.particle, r.electrode, u[..., JJ]
-        R[..., NE:NE + p.slots], U = p.rows(u[..., NE:NE + p.slots], j)
+        R[..., NE:NE + p.slots], U, x_surf = p.rows(u[..., NE:NE + p.slots], j)
         eta = np.clip(self.f * (u[..., PS] - u[..., PE] - U), -200.0, 200.0)
         alpha = e.transfer_coefficient
-        j0 = e.exchange_current_A_m2(np.maximum(u[..., CE], 0.0))
+        j0 = e.exchange_current_A_m2(np.maximum(u[..., CE], 0.0), x_surf, self.T)
         R[..., JJ] = j - j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
         R[..., NE + p.slots:] = u[..., NE + p.slots:]
 

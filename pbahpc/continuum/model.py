@@ -61,8 +61,10 @@ class Electrode:
     """Host formula units per m^3 of active material: c = x * formula_units_mol_m3."""
     x_initial: float
     particle: Particle
-    exchange_current_A_m2: Fn
-    """j0(c_e) (Eq. 29: j0_ref * sqrt(c_e / c_ref)); c_e in mol/m^3."""
+    exchange_current_A_m2: Callable[[Array, Array, float], Array]
+    """j0(c_e, x_surf, T) in A/m^2: c_e in mol/m^3, x_surf the particle's surface stoichiometry, T in K
+    (functions.ExchangeCurrent: Eq. 29's j0_ref sqrt(c_e / c_ref), or k c_e^a x^b (x_max - x)^c with
+    an Arrhenius factor)."""
     conductivity_S_m: float
     """Solid-phase (electronic) conductivity; the effective one is sigma * (1 - porosity)^bruggeman_solid."""
     bruggeman: float = 1.5

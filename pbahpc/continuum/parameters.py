@@ -24,7 +24,7 @@ from ..config.load import read_yaml
 from ..config.validate import ConfigError, build
 from . import mapping
 from .cell import one_c_current_density
-from .functions import EdgeBarrier, FunctionSpec, PowerLaw, Scaled
+from .functions import EdgeBarrier, ExchangeCurrent, FunctionSpec, Scaled
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, Electrolyte, FickianParticle,
                     Separator, SolverSettings, Step)
 
@@ -96,6 +96,24 @@ PARTICLE_MODELS = {"fickian": FickianSection, "cahn-hilliard": CahnHilliardSecti
 
 
 @dataclass(frozen=True)
+class ExchangeCurrentSection:
+    """j0 = k_A_m2 (c_e / [1 mol/m^3])^a x^b (x_max - x)^c exp(-Ea/R (1/T - 1/T_ref)) (functions.ExchangeCurrent),
+    x the particle's surface stoichiometry. PyBaMM's concentration form m_ref c_e^a c_s^b (c_max - c_s)^c
+    is k_A_m2 = m_ref c_max^(b + c) with x_max = 1."""
+
+    form: Literal["standard"]
+    k_A_m2: float = field(metadata=_m(gt=0.0))
+    """A/m^2 with c_e counted in mol/m^3 (so k's own unit is A/m^2 per (mol/m^3)^a)."""
+    a: float = field(default=0.5, metadata=_m(min=0.0))
+    b: float = field(default=0.5, metadata=_m(min=0.0))
+    c: float = field(default=0.5, metadata=_m(min=0.0))
+    Ea_J_mol: float = field(default=0.0, metadata=_m(min=0.0))
+    """Activation energy; 0: no temperature dependence."""
+    T_ref_K: float = field(default=298.15, metadata=_m(gt=0.0))
+    """Temperature at which j0 is k c_e^a x^b (x_max - x)^c."""
+
+
+@dataclass(frozen=True)
 class ElectrodeSection:
     """Also takes ``particle: {model: fickian | cahn-hilliard, ...}`` (built apart: its fields depend on model)."""
 
@@ -105,15 +123,18 @@ class ElectrodeSection:
     formula_units_mol_m3: float = field(metadata=_m(gt=0.0))
     """Host formula units per m^3 of active material: c = x * formula_units."""
     x_initial: float = field(metadata=_m(min=0.0))
-    exchange_current_A_m2: float = field(metadata=_m(gt=0.0))
-    """j0_ref of Eq. 29, j0 = j0_ref sqrt(c_e / c_ref)."""
     conductivity_S_m: float = field(metadata=_m(gt=0.0))
+    exchange_current_A_m2: float | None = field(default=None, metadata=_m(gt=0.0))
+    """j0_ref of Eq. 29, j0 = j0_ref sqrt(c_e / c_ref) (no x or T dependence); or give exchange_current."""
+    exchange_current: ExchangeCurrentSection | None = None
+    """j0(c_e, x_surf, T) in the standard form (ExchangeCurrentSection)."""
     x_max: float = field(default=1.0, metadata=_m(gt=0.0))
     """Stoichiometry window [0, x_max] (2 for Na2Mn[Fe(CN)6]); bounds x_initial and the binodal search."""
     active_fraction: float | None = field(default=None, metadata=_m(gt=0.0, max=1.0))
     """Default 1 - porosity: an all-active solid (no binder/carbon volume given in the paper)."""
     reference_electrolyte_mol_m3: float | None = field(default=None, metadata=_m(gt=0.0))
-    """c_ref of Eq. 29; default the electrolyte's initial concentration (the paper's 'average' c_0)."""
+    """c_ref of Eq. 29 (with exchange_current_A_m2); default the electrolyte's initial concentration (the
+    paper's 'average' c_0)."""
     bruggeman: float = field(default=1.5, metadata=_m(min=0.0))
     bruggeman_solid: float = field(default=1.5, metadata=_m(min=0.0))
     transfer_coefficient: float = field(default=0.5, metadata=_m(gt=0.0, max=1.0))
@@ -121,6 +142,12 @@ class ElectrodeSection:
     cells_r: int = field(default=20, metadata=_m(min=3))
 
     def check(self, key: str) -> None:
+        if (self.exchange_current_A_m2 is None) == (self.exchange_current is None):
+            raise ConfigError(key, "needs exactly one of exchange_current_A_m2 (Eq. 29), exchange_current "
+                                   "(form: standard)")
+        if self.exchange_current is not None and self.reference_electrolyte_mol_m3 is not None:
+            raise ConfigError(f"{key}.reference_electrolyte_mol_m3",
+                              "applies to exchange_current_A_m2 only (exchange_current counts c_e in mol/m^3)")
         if self.porosity >= 1.0:
             raise ConfigError(f"{key}.porosity", f"must be < 1, got {self.porosity}")
         if self.active_fraction is not None and self.active_fraction > 1.0 - self.porosity:
@@ -312,8 +339,7 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
             active_fraction=sec.active_fraction if sec.active_fraction is not None else 1.0 - sec.porosity,
             particle_radius_m=sec.particle_radius_m, formula_units_mol_m3=sec.formula_units_mol_m3,
             x_initial=sec.x_initial, particle=particle,
-            exchange_current_A_m2=PowerLaw(sec.exchange_current_A_m2,
-                                           sec.reference_electrolyte_mol_m3 or doc.electrolyte.initial_mol_m3, 0.5),
+            exchange_current_A_m2=_exchange_current(sec, doc.electrolyte.initial_mol_m3),
             conductivity_S_m=sec.conductivity_S_m, bruggeman=sec.bruggeman,
             bruggeman_solid=sec.bruggeman_solid, transfer_coefficient=sec.transfer_coefficient,
             x_max=sec.x_max, cells_x=sec.cells_x, cells_r=sec.cells_r)
@@ -325,6 +351,15 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
     derived["one_c_A_m2"] = one_c_current_density(cell)
     return ParameterSet(cell=cell, protocol=tuple(e.step() for e in doc.protocol), solver=doc.solver.settings(),
                         derived=derived, source=path.resolve())
+
+
+def _exchange_current(sec: ElectrodeSection, ce0_mol_m3: float) -> ExchangeCurrent:
+    if sec.exchange_current is None:  # Eq. 29
+        return ExchangeCurrent(sec.exchange_current_A_m2, c_ref_mol_m3=sec.reference_electrolyte_mol_m3 or ce0_mol_m3,
+                               a=0.5, b=0.0, c=0.0, x_max=sec.x_max)
+    j = sec.exchange_current
+    return ExchangeCurrent(j.k_A_m2, c_ref_mol_m3=1.0, a=j.a, b=j.b, c=j.c, x_max=sec.x_max, Ea_J_mol=j.Ea_J_mol,
+                           T_ref_K=j.T_ref_K)
 
 
 def _particle(data: Any, key: str, electrode: ElectrodeSection, path: Path, temperature_K: float):

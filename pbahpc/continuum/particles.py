@@ -9,7 +9,8 @@ implements the same small interface and is chosen in `discretise` from the elect
 Interface of a discretisation (all arrays may carry leading batch axes before `nodes`):
     slots, bandwidth        unknowns per node; a row depends on slots at most `bandwidth` away
     surface_slots           the slots U depends on (besides j)
-    rows(u, j) -> (R, U)    residual rows (..., nodes, slots) without the time derivative, and U
+    rows(u, j) -> (R, U, x) residual rows (..., nodes, slots) without the time derivative, U, and the
+                            surface stoichiometry x that the exchange current j0(c_e, x, T) sees
     mass, typical, row_scale, differential   per-slot arrays: M in M du/dt + R, magnitudes, row
                             scaling, and which slots carry the time-step error control
     initial() -> (u0, U0)   uniform state at the electrode's x_initial and its potential
@@ -30,7 +31,10 @@ class SplitSphere:
 
     Cahn-Hilliard: dc/dt = div(M grad mu), mu = mu_hom(c) - k lap c, U = -mu_surf / F (Eq. 30).
     Fickian: the same with mu := c, M := D(x), U = OCV(c_surf). The surface value is extrapolated
-    from the last cell with the flux condition; the inward surface flux is -j / F.
+    from the last cell with the flux condition; the inward surface flux is -j / F. The exchange
+    current's surface stoichiometry is that extrapolated c_surf for Fickian particles and the last
+    cell's c for Cahn-Hilliard ones, whose natural boundary condition dc/dr = 0 makes it the surface
+    value to O(dr^2) (c is not extrapolated with the flux: the flux condition is on mu).
     """
 
     bandwidth = 3  # c_i's row reaches mu_{i+1} (3 slots on), mu_i's row c_{i-1} (3 slots back)
@@ -54,7 +58,7 @@ class SplitSphere:
         self.typical = np.where(c_slot, self.fu, rt if self.ch else self.fu)
         self.row_scale = 1.0 / self.typical
 
-    def rows(self, u: Array, j: Array) -> tuple[Array, Array]:
+    def rows(self, u: Array, j: Array) -> tuple[Array, Array, Array]:
         c, mu = u[..., 0::2], u[..., 1::2]
         fu, A, h = self.fu, self.A, self.h
         inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
@@ -66,9 +70,9 @@ class SplitSphere:
         mu_surf = mu[..., -1] + 0.5 * h * inward / self.mobility(c[..., -1] / fu)
         if self.ch:
             R[..., 1::2] = mu - self.law.mu_hom_J_mol(c / fu) + self.law.kappa_J_m5_mol2 * (c @ self.lap.T)
-            return R, -mu_surf / FARADAY_C_MOL
+            return R, -mu_surf / FARADAY_C_MOL, c[..., -1] / fu
         R[..., 1::2] = mu - c
-        return R, self.law.ocv_V(mu_surf / fu)
+        return R, self.law.ocv_V(mu_surf / fu), mu_surf / fu
 
     def initial(self) -> tuple[Array, float]:
         c0 = np.full(self.cells, self.electrode.x_initial * self.fu)

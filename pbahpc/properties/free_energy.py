@@ -27,6 +27,9 @@ bootstrap fit may wiggle, and the binodal of a strongly asymmetric G can sit wit
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -44,7 +47,9 @@ EV_PER_A3_PER_BAR = 6.241509e-7
 """1 bar = 1e5 Pa = 1e5 J/m^3 = 1e5 / 1.602176634e-19 eV / 1e30 A^3."""
 
 Array = np.ndarray
-Estimator = Literal["eq17", "mbar"]
+Estimator = Literal["eq17", "mbar", "pymbar"]
+ESTIMATORS = ("eq17", "mbar", "pymbar")
+"""eq17: per-window mean response; mbar: ours (mbar_free_energy); pymbar: the same MBAR by pymbar."""
 
 
 # ---------------------------------------------------------------------------------------- windows
@@ -261,18 +266,9 @@ def mbar_free_energy(windows: Sequence[Window], tol: float = 1e-10, max_iter: in
     - sum_k n_k f_k (f_0 = 0 fixed: L is flat along a common shift). Newton converges in ~10 steps
     where the plain WHAM iteration needs thousands (analysis.md A2). All windows must share T.
     """
-    T = {w.T_K for w in windows}
-    if len(T) != 1:
-        raise ValueError(f"MBAR over windows at different temperatures {sorted(T)} needs energies; "
-                         "analyse each temperature separately")
-    beta = 1.0 / (KB_EV_PER_K * T.pop())
-    allN = np.concatenate([np.rint(w.N).astype(int) for w in windows])
-    lo, hi = int(allN.min()), int(allN.max())
-    grid = np.arange(lo, hi + 1)
-    h = np.array([np.bincount(np.rint(w.N).astype(int) - lo, minlength=len(grid)) for w in windows], float)
+    beta, grid, h, wk = _biases(windows)
     H, n = h.sum(0), h.sum(1)
     K = len(windows)
-    wk = np.array([beta * (w.phi_eV * (grid - w.target_N) ** 2 - w.mu_bias_eV * grid) for w in windows])
     vis = H > 0
     Hv, wv, ln_n = H[vis], wk[:, vis], np.log(n)
 
@@ -314,7 +310,30 @@ def mbar_free_energy(windows: Sequence[Window], tol: float = 1e-10, max_iter: in
             L, grad, hess = objective(f)
     lnp = np.full(len(grid), -np.inf)
     lnp[vis] = np.log(Hv) - logsumexp(ln_n[:, None] + f[:, None] - wv, axis=0)
-    F = -lnp / beta
+    return _result(windows, grid, H, -lnp / beta, f, it)
+
+
+def _biases(windows: Sequence[Window]) -> tuple[float, Array, Array, Array]:
+    """beta (1/eV), the integer grid N_min..N_max of the samples, histograms h[k, N] and reduced bias
+    energies w_k(N) = beta [phi_k (N - N_t,k)^2 - mu_b,k N] on the grid."""
+    T = {w.T_K for w in windows}
+    if len(T) != 1:
+        raise ValueError(f"MBAR over windows at different temperatures {sorted(T)} needs energies; "
+                         "analyse each temperature separately")
+    beta = 1.0 / (KB_EV_PER_K * T.pop())
+    allN = np.concatenate([np.rint(w.N).astype(int) for w in windows])
+    lo, hi = int(allN.min()), int(allN.max())
+    grid = np.arange(lo, hi + 1)
+    h = np.array([np.bincount(np.rint(w.N).astype(int) - lo, minlength=len(grid)) for w in windows], float)
+    wk = np.array([beta * (w.phi_eV * (grid - w.target_N) ** 2 - w.mu_bias_eV * grid) for w in windows])
+    return beta, grid, h, wk
+
+
+def _result(windows: Sequence[Window], grid: Array, H: Array, F: Array, f: Array, iterations: int) -> MbarResult:
+    """MbarResult from F(N) in eV (+inf where H = 0): shifted to min 0, and G = F + P <V>(N)."""
+    vis = H > 0
+    lo = int(grid[0])
+    F = np.where(vis, F, np.inf)
     F -= F[vis].min()
     G = F.copy()
     vols = [w for w in windows if w.volume_A3 is not None]
@@ -327,7 +346,46 @@ def mbar_free_energy(windows: Sequence[Window], tol: float = 1e-10, max_iter: in
         P = vols[0].pressure_bar * EV_PER_A3_PER_BAR
         G = np.where(cnt > 0, F + P * Vbar, np.inf)
         G -= G[np.isfinite(G)].min()
-    return MbarResult(grid, H, F, G, f, it)
+    return MbarResult(grid, H, F, G, f, iterations)
+
+
+@contextlib.contextmanager
+def quiet_pymbar_import():
+    """pymbar's first import prints a banner (stdout) and logs 'JAX not found' (a warning; without JAX
+    it runs on numpy, as timed in tools/bench_free_energy.py): neither belongs in a run's log."""
+    log = logging.getLogger("pymbar")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def pymbar_free_energy(windows: Sequence[Window], relative_tolerance: float = 1e-12) -> MbarResult:
+    """mbar_free_energy's result from pymbar (optional: ``pip install pbahpc[pymbar]``), as a cross-check
+    and for ``method: pymbar``: MBAR over every sample with u_kn = w_k(N_n), then F(N) from pymbar's
+    histogram FES of the unbiased state (bins = the integer N). Same windows, same equations, so the
+    two agree to the solvers' tolerance (tests/test_free_energy.py holds them to 1e-6 kT);
+    tools/bench_free_energy.py times both. ``iterations`` is 0 (pymbar does not report it)."""
+    with quiet_pymbar_import():
+        from pymbar import FES  # noqa: PLC0415 - optional dependency
+
+    beta, grid, h, wk = _biases(windows)
+    idx = np.concatenate([np.rint(w.N).astype(int) - int(grid[0]) for w in windows])
+    u_kn = wk[:, idx]  # every sample's reduced bias energy in every window
+    N_k = h.sum(1).astype(int)
+    fes = FES(u_kn, N_k, mbar_options={"relative_tolerance": relative_tolerance, "maximum_iterations": 100000})
+    edges = np.append(grid - 0.5, grid[-1] + 0.5)
+    fes.generate_fes(np.zeros(idx.size), (idx + grid[0]).astype(float), fes_type="histogram",
+                     histogram_parameters={"bin_edges": edges})
+    H = h.sum(0)
+    f_N = fes.get_fes(grid[H > 0].astype(float), reference_point="from-lowest", uncertainty_method=None)["f_i"]
+    F = np.full(len(grid), np.inf)
+    F[H > 0] = np.asarray(f_N, float) / beta
+    f_k = np.asarray(fes.get_mbar().f_k, float)
+    return _result(windows, grid, H, F, f_k - f_k[0], 0)
 
 
 # ------------------------------------------------------------------------------------ fit and G
@@ -497,11 +555,11 @@ def analyse(windows: Sequence[Window], sites: int, method: Estimator = "eq17", d
     if method == "eq17":
         est = eq17_estimate(windows)
         N, mu, sig = est.mean_N, est.mu_eV, est.sigma_eV
-    elif method == "mbar":
-        mb = mbar_free_energy(windows)
+    elif method in ("mbar", "pymbar"):
+        mb = mbar_free_energy(windows) if method == "mbar" else pymbar_free_energy(windows)
         N, mu, sig = mb.mu_points(kT, min_count)
     else:
-        raise ValueError(f"method must be 'eq17' or 'mbar', not {method!r}")
+        raise ValueError(f"method must be one of {', '.join(ESTIMATORS)}, not {method!r}")
     x = np.asarray(N, float) / sites
     ok = (x > 0) & (x < 1)  # the ideal log is undefined at an empty or full lattice
     x, mu, sig = x[ok], mu[ok], sig[ok]

@@ -107,7 +107,8 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers, tag):
     from .free_energy import analyse, bootstrap, plot_free_energy, windows_from_observables
 
     pc, gc = cfg.properties, cfg.replicas.gcmc
-    lines.append("Free energy (biased GCMC windows, MBAR, excess-mu polynomial, common tangent):")
+    method = pc.free_energy.method
+    lines.append(f"Free energy (biased GCMC windows, {method}, excess-mu polynomial, common tangent):")
     first = None
     for name, run in sorted((k, v) for k, v in done.items() if k.startswith("free_energy/")):
         T = float(run["T_K"])
@@ -120,8 +121,8 @@ def _free_energy(cfg, done, out_dir, rng, lines, numbers, tag):
                                            equilibration_fraction=pc.free_energy.equilibration_fraction)
         windows = [w.decorrelated() for w in windows]
         try:
-            an = analyse(windows, sites, method="mbar", min_count=3)
-            boot = bootstrap(windows, sites, rng, n_boot=50, method="mbar", reference=an, min_count=3)
+            an = analyse(windows, sites, method=method, min_count=3)
+            boot = bootstrap(windows, sites, rng, n_boot=50, method=method, reference=an, min_count=3)
         except (ValueError, np.linalg.LinAlgError) as exc:
             _row(lines, f"T = {T:g} K", f"not analysable ({exc})")
             continue
