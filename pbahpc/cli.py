@@ -1,4 +1,4 @@
-"""Command line: ``pbahpc run|check|doctor|p2d|status|scaling``.
+"""Command line: ``pbahpc run|check|doctor|p2d|status|report|scaling``.
 
 Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
 75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p2d.add_argument("--no-plots", action="store_true", help="write p2d.h5 only")
     st = sub.add_parser("status", help="report where a campaign stands (read-only, no MPI)")
     st.add_argument("run_dir", type=Path, help="the campaign's run directory")
+    rp = sub.add_parser("report", help="write RUNDIR/report.html from what the run directory holds (no MPI)")
+    rp.add_argument("run_dir", type=Path, help="the campaign's run directory")
+    rp.add_argument("--out", type=Path, default=None, help="write the page here instead (e.g. a read-only run)")
     sc = sub.add_parser("scaling", help="strong/weak scaling sweep (no mpiexec: it launches each point itself)")
     scs = sc.add_subparsers(dest="scaling_command", required=True)
     scr = scs.add_parser("run", help="run a sweep spec (see inputs/scaling-demo.yaml) and write the tables")
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         from .status import main as status
         return status(args.run_dir)
+    if args.command == "report":
+        from .report import main as report
+        return report(args.run_dir, args.out)
     if args.command == "check":
         return _check(args.campaign, args.ranks)
     if args.command == "scaling":
@@ -153,9 +159,22 @@ def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
                 print(f"pbahpc: --resume: no checkpoint in {driver.store.directory}", file=sys.stderr)
             return EXIT_USAGE
         code = driver.run()
+    if rank == 0 and code == EXIT_OK:
+        _write_report(driver, log)
     if rank == 0 and code == EXIT_OK and not quiet:
         _closing_summary(driver, log)
     return code
+
+
+def _write_report(driver, log: logging.Logger) -> None:
+    """report.html of a completed campaign; a page that cannot be made must not fail a finished run."""
+    from .report import write_report
+
+    try:
+        write_report(Path(driver.cfg.campaign.run_dir))
+    except Exception as exc:  # noqa: BLE001 - `pbahpc report RUNDIR` can make it later
+        log.warning("report.html not written (%s: %s); `pbahpc report %s` retries", type(exc).__name__, exc,
+                    driver.cfg.campaign.run_dir)
 
 
 def _closing_summary(driver, log: logging.Logger) -> None:
@@ -168,7 +187,7 @@ def _closing_summary(driver, log: logging.Logger) -> None:
         log.info("%d iteration(s) done, %s", driver.iteration,
                  "not converged within the budget" if c.stop_when_converged else "stop_when_converged: false")
     p2d = sorted((run_dir / "continuum").glob("*.h5"))  # one per iteration the continuum group ran
-    found = {"report": [run_dir / "properties" / "report.txt"],
+    found = {"report": [run_dir / "report.html", run_dir / "properties" / "report.txt"],
              "potential": sorted((run_dir / "potentials").glob("potential-*.mtp"))[-1:],
              "plots": [run_dir / "statistics.png", *sorted((run_dir / "properties").glob("*.png")),
                        *sorted((run_dir / "continuum").glob("*.png"))],

@@ -264,6 +264,36 @@ def arrhenius(T_K, D, sigma_D, absolute_sigma: bool = True) -> ArrheniusFit:
     return ArrheniusFit(float(Ea), float(np.sqrt(cov[0, 0])), float(lnD0), float(np.sqrt(cov[1, 1])), cov, chi2, dof)
 
 
+def plot_arrhenius(series, path, title: str | None = None):
+    """D against 1000/T on a log axis (Eq. 3), one colour per series; ``series`` maps a label to
+    ((T_K, D, sigma_D, resolved), ...) and an optional (Ea_eV, D0) fit drawn as a line over the
+    points' temperatures. Points not resolved from zero are drawn open. Returns ``path``."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure  # no pyplot: no display, no global figure registry
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for k, (label, (points, fit)) in enumerate(sorted(series.items())):
+        colour = f"C{k % 10}"
+        pts = np.array([p[:3] for p in points], float).reshape(-1, 3)
+        ok = np.array([bool(p[3]) for p in points], bool)
+        for mask, face, name in ((ok, colour, label), (~ok, "none", None if ok.any() else label)):
+            if mask.any():
+                ax.errorbar(1e3 / pts[mask, 0], pts[mask, 1], yerr=pts[mask, 2], fmt="o", color=colour,
+                            mfc=face, capsize=3, label=name)
+        if fit is not None and len(pts):
+            T = np.linspace(pts[:, 0].min(), pts[:, 0].max(), 50)
+            ax.plot(1e3 / T, fit[1] * np.exp(-fit[0] / (KB_EV_PER_K * T)), "-", color=colour, lw=1,
+                    label=f"{label}: Ea = {fit[0]:.3f} eV")
+    ax.set_yscale("log")
+    ax.set(xlabel="1000 / T (1/K)", ylabel="D (m$^2$/s)", title=title or "Na diffusion (open: not resolved)")
+    ax.legend(fontsize=8)
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 # ----------------------------------------------------------------------------- MD runner
 @dataclass
 class MDTrajectory:
