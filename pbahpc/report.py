@@ -183,7 +183,7 @@ def _gamma(run_dir: Path, tmp: Path) -> str:
 
 def _fidelity(run_dir: Path, tmp: Path) -> str:
     from .config.schema import PropertiesSection
-    from .properties.fidelity import compare, summary
+    from .properties.fidelity import COLUMNS, cells, compare, summary
 
     numbers = _numbers(run_dir)
     if "reference" not in numbers:
@@ -195,20 +195,8 @@ def _fidelity(run_dir: Path, tmp: Path) -> str:
     except (OSError, yaml.YAMLError, TypeError, AttributeError) as exc:
         tol, note = PropertiesSection.Fidelity(), f" (default tolerances: campaign.yaml unusable, {type(exc).__name__})"
     rows = compare(numbers, numbers["reference"], tol)
-
-    def fmt(v: float, s: float) -> str:
-        return _g(v) + (f" ± {_g(s, '.2g')}" if np.isfinite(s) and np.isfinite(v) else "")
-
-    cells, classes = [], []
-    for r in rows:
-        diff = "n/a" if r.passed is None else (f"×{r.difference:.3g}" if r.ratio else f"{r.difference:+.3g}")
-        tol_text = f"×{r.tolerance:g}" if r.ratio else f"{r.tolerance:g}" + (" rel" if r.relative else "")
-        result = {True: "pass", False: "FAIL", None: "n/a"}[r.passed]
-        cells.append([f"{r.name} ({r.unit})", fmt(r.learned, r.sigma_learned), fmt(r.reference, r.sigma_reference),
-                      diff, tol_text, result])
-        classes.append({True: "pass", False: "fail", None: "na"}[r.passed])
-    return (f"<p>{_e(summary(rows))}{_e(note)}</p>" +
-            _table(["property", "learned", "reference", "difference", "tolerance", "result"], cells, classes))
+    classes = [{True: "pass", False: "fail", None: "na"}[r.passed] for r in rows]
+    return f"<p>{_e(summary(rows))}{_e(note)}</p>" + _table(list(COLUMNS), [cells(r) for r in rows], classes)
 
 
 def _free_energy(run_dir: Path, tmp: Path) -> str:

@@ -78,3 +78,25 @@ def demo_campaign(tmp: Path) -> Path:
                          "na_reference_eV": -0.2188, "p2d_template": str(tmp / "p2d.yaml")}
     cfg["continuum"] = {"engine": "p2d", "parameters": str(tmp / "p2d.yaml")}
     return write_campaign(tmp / "e2e.yaml", cfg)
+
+
+def report_campaign(tmp: Path) -> Path:
+    """demo_campaign cut to one iteration of a level-2 MTP, the properties with their reference runs (the
+    fidelity table) at two diffusion temperatures (an Arrhenius plot) and a 300 s P2D charge: every section
+    of report.html from real files in about a minute on 2 cores (tests/test_report.py)."""
+    path = demo_campaign(tmp)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["campaign"].update(iterations=1)
+    cfg["replicas"].update(cycles=3)
+    cfg["replicas"]["gcmc"].update(md_steps=50)
+    cfg["oracle"]["pretrain"].update(steps=10)
+    cfg["trainer"].update(level=2, train_iterations=3)
+    props = cfg["properties"]
+    props["free_energy"].update(cycles_per_window=2)  # the teacher's windows analyse; a 1-iteration MTP's may not
+    props["diffusion"].update(temperatures_K=[700.0, 900.0], x_inserted=[0.5], production_ps=1.5, thermalise_ps=0.1)
+    props["interface"].update(relax_ps=0.1)
+    props["reference"] = True
+    cell = yaml.safe_load((tmp / "p2d.yaml").read_text())
+    cell["protocol"] = [{"charge": {"c_rate": 2.0, "until_V": 4.5, "for_s": 300.0}}]
+    (tmp / "p2d.yaml").write_text(yaml.safe_dump(cell))
+    return write_campaign(path, cfg)

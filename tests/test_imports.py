@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pbahpc"
 # config (and units, the constants) < checkpoint < driver < engines < properties/scaling < cli
 LAYERS = {"units": 0, "config": 0, "checkpoint": 1, "driver": 2, "atomistic": 3, "mlip": 3, "oracle": 3, "continuum": 3,
-          "properties": 4, "scaling": 4, "cli": 5, "status": 5, "doctor": 5, "__main__": 5}
+          "properties": 4, "scaling": 4, "cli": 5, "status": 5, "report": 5, "doctor": 5,
+          "__main__": 5}
 # what the engines may take from the driver: the component protocol, nothing of its machinery
 DRIVER_FOR_ENGINES = {"pbahpc.driver", "pbahpc.driver.component"}
 

@@ -20,13 +20,23 @@ PY
 # OpenBLAS from the distribution backs PETSc's BLAS/LAPACK. The cache is read whole, never piped into a
 # reader that stops early: with pipefail a large cache (> 64 KiB) makes that a SIGPIPE exit (141).
 openblas_lib() { local cache; cache=$(ldconfig -p); awk '/libopenblas\.so /{if (!f) print $NF; f=1}' <<<"$cache"; }
+sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+apt_updated=""
 if [ -z "$(openblas_lib)" ]; then
     say "installing libopenblas-dev from the distribution"
-    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
+    $sudo_ apt-get update -qq && apt_updated=1
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libopenblas-dev >/dev/null
 fi
 openblas=$(openblas_lib)
+
+# Debian's Chromium renders report.html headless in tests/test_report.py; optional: without apt (or
+# where the install fails) only that test skips, so a failure here does not stop the setup.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+    say "installing chromium from the distribution (the report page's browser test)"
+    { [ -n "$apt_updated" ] || $sudo_ apt-get update -qq; } &&
+        DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null ||
+        say "chromium could not be installed: tests/test_report.py will skip"
+fi
 
 [ -x "$venv/bin/python" ] || { say "creating $venv"; "$python" -m venv "$venv"; }
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)

@@ -111,20 +111,27 @@ def _mu_at(fe: dict[str, Any], x: float) -> tuple[float, float]:
             float(np.interp(x, xs, np.asarray(fe["sigma_mu_eV"], float))))
 
 
-def table(rows: list[Row]) -> list[str]:
-    """The report's lines: one per row, then the count that passed."""
+COLUMNS = ("property", "learned", "reference", "difference", "tolerance", "result")
+
+
+def cells(r: Row) -> list[str]:
+    """One row as text, a cell per COLUMNS (the report's table and the report page's)."""
     def fmt(v: float, s: float) -> str:
         if not np.isfinite(v):
             return "n/a"
         return f"{v:.4g}" + (f" +- {s:.2g}" if np.isfinite(s) else "")
 
-    lines = [f"  {'property':<40} {'learned':<22} {'reference':<22} {'difference':<12} {'tolerance':<12} result"]
-    for r in rows:
-        diff = "n/a" if r.passed is None else (f"x{r.difference:.3g}" if r.ratio else f"{r.difference:+.3g}")
-        tol = f"x{r.tolerance:g}" if r.ratio else (f"{r.tolerance:g} rel" if r.relative else f"{r.tolerance:g}")
-        result = {True: "pass", False: "FAIL", None: "n/a"}[r.passed]
-        lines.append(f"  {r.name + f' ({r.unit})':<40} {fmt(r.learned, r.sigma_learned):<22} "
-                     f"{fmt(r.reference, r.sigma_reference):<22} {diff:<12} {tol:<12} {result}")
+    diff = "n/a" if r.passed is None else (f"x{r.difference:.3g}" if r.ratio else f"{r.difference:+.3g}")
+    tol = f"x{r.tolerance:g}" if r.ratio else (f"{r.tolerance:g} rel" if r.relative else f"{r.tolerance:g}")
+    return [f"{r.name} ({r.unit})", fmt(r.learned, r.sigma_learned), fmt(r.reference, r.sigma_reference), diff, tol,
+            {True: "pass", False: "FAIL", None: "n/a"}[r.passed]]
+
+
+def table(rows: list[Row]) -> list[str]:
+    """The report's lines: one per row, then the count that passed."""
+    widths = (40, 22, 22, 12, 12, 0)
+    lines = ["  " + " ".join(f"{c:<{w}}" for c, w in zip(COLUMNS, widths))]
+    lines += ["  " + " ".join(f"{c:<{w}}" for c, w in zip(cells(r), widths)) for r in rows]
     lines.append(f"  {summary(rows)}")
     return lines
 
