@@ -40,8 +40,9 @@ def main(run_dir: Path, out: Path | None = None) -> int:
               "checkpoints/ in it)", file=sys.stderr)
         return EXIT_USAGE
     out = Path(out) if out is not None else run_dir / "report.html"
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        print(f"pbahpc: report: --out {out}: expected a file in an existing writable directory", file=sys.stderr)
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        print(f"pbahpc: report: cannot write {out}: expected a file in an existing writable directory "
+              "(--out FILE writes the page elsewhere)", file=sys.stderr)
         return EXIT_USAGE
     write_report(run_dir, out)
     print(out)
@@ -65,11 +66,15 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
 def render(run_dir: Path) -> str:
     """The page's HTML: one <section data-state="ok|missing|error"> per entry of SECTIONS."""
     builders: dict[str, tuple[str, Callable[[Path, Path], str]]] = {
-        "summary": ("Campaign", _summary), "learning": ("Active learning: learning curve", _learning),
-        "gamma": ("Gamma histograms", _gamma), "fidelity": ("Fidelity: learned potential vs reference", _fidelity),
-        "free-energy": ("Free energy (Fig. 8 style)", _free_energy), "arrhenius": ("Na diffusion: Arrhenius", _arrhenius),
+        "summary": ("Campaign", _summary),
+        "learning": ("Active learning: learning curve", _learning),
+        "gamma": ("Gamma histograms", _gamma),
+        "fidelity": ("Fidelity: learned potential vs reference", _fidelity),
+        "free-energy": ("Free energy (Fig. 8 style)", _free_energy),
+        "arrhenius": ("Na diffusion: Arrhenius", _arrhenius),
         "structure": ("Structure and energies beside the paper", _structure),
-        "p2d": ("P2D cell: voltage and concentration maps", _p2d), "timings": ("Timings and idle shares", _timings),
+        "p2d": ("P2D cell: voltage and concentration maps", _p2d),
+        "timings": ("Timings and idle shares", _timings),
         "properties-text": ("Properties report (text)", _properties_text)}
     body = []
     with tempfile.TemporaryDirectory(prefix="pbahpc-report-") as tmp:
@@ -94,7 +99,8 @@ def _e(text: Any) -> str:
 
 def _img(png: Path, alt: str) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}"><figcaption>{_e(alt)}</figcaption></figure>'
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+            f'<figcaption>{_e(alt)}</figcaption></figure>')
 
 
 def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
@@ -269,19 +275,18 @@ def _structure(run_dir: Path, tmp: Path) -> str:
                      *both(lambda n: " ".join(f"{v:.3f}" for v in np.asarray(n[f"lattice_x{x}_A"], float))), paper])
     rows.append(["volume change x = 2 -> 0 (%)", *both(lambda n: f"{float(n['volume_change_percent']):+.2f}"), ""])
     rows.append(["Na-N coordination at x = 2", *both(lambda n: f"{np.mean(n['na_coordination_x2']):.2f}"), ""])
-    rows.append(["interfacial energy (mJ/m^2)", *both(lambda n: f"{float(n['interface']['gamma_mJ_m2']):.3g} ± "
-                                                                 f"{float(n['interface']['sigma_gamma_mJ_m2']):.2g}"),
-                 PAPER["interface_energy_mJ_m2"]])
-    rows.append(["strain energy density (MJ/m^3)", *both(lambda n: f"{float(n['interface']['strain_MJ_m3']):.3g} ± "
-                                                                    f"{float(n['interface']['sigma_strain_MJ_m3']):.2g}"),
-                 PAPER["strain_energy_MJ_m3"]])
-    for key in sorted(k for k in numbers if k.startswith("arrhenius_x")):
+    for name, k, paper in (("interfacial energy (mJ/m^2)", "gamma_mJ_m2", "interface_energy_mJ_m2"),
+                           ("strain energy density (MJ/m^3)", "strain_MJ_m3", "strain_energy_MJ_m3")):
+        rows.append([name, *both(lambda n: f"{float(n['interface'][k]):.3g} ± "
+                                           f"{float(n['interface'][f'sigma_{k}']):.2g}"), PAPER[paper]])
+    keys = sorted({*numbers, *ref})  # a quantity only one potential has still gets its row
+    for key in (k for k in keys if k.startswith("arrhenius_x")):
         x = float(key[len("arrhenius_x"):])
         rows.append([f"Ea at x = {x:g} (eV)", *both(lambda n: f"{float(n[key]['Ea_eV']):.3f}"),
                      PAPER["Ea_poor_eV"] if x < 1 else ""])
         rows.append([f"D(300 K) at x = {x:g} (m^2/s)", *both(lambda n: f"{float(n[key]['D300_m2_s']):.3g}"),
                      PAPER["D_poor_300K_m2_s" if x < 1 else "D_rich_300K_m2_s"]])
-    for key in sorted(k for k in numbers if k.startswith("T") and k.endswith("K")):
+    for key in (k for k in keys if k.startswith("T") and k.endswith("K")):
         T = key[1:-1]
 
         def binodal(n: dict) -> str:
@@ -293,7 +298,8 @@ def _structure(run_dir: Path, tmp: Path) -> str:
                      *both(lambda n: f"{float(n[key]['max_mixing_eV_fu']):.4f}"),
                      PAPER["mixing_max_300K_eV_fu"] if T == "300" else ""])
     return ("<p>Relaxed single-phase cells and two-phase supercells; the paper's values (Secs. III.B-E) where it "
-            "gives one for the quantity.</p>" + _table(["quantity", "learned MTP", "reference potential", "paper"], rows))
+            "gives one for the quantity.</p>"
+            + _table(["quantity", "learned MTP", "reference potential", "paper"], rows))
 
 
 def _p2d(run_dir: Path, tmp: Path) -> str:

@@ -119,7 +119,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "logs").mkdir(parents=True)
     (run / "checkpoints").mkdir()
-    assert main(["report", str(run), "--out", str(tmp_path / "no" / "page.html")]) == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(tmp_path / "no" / "page.html") in err
+    for out in (tmp_path / "no" / "page.html", run / "logs"):  # no such directory; a directory
+        assert main(["report", str(run), "--out", str(out)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"cannot write {out}: expected a file" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "logs", "run"]
