@@ -234,8 +234,10 @@ def test_campaign_converges_and_mtp_reproduces_teacher(demo):
             for r in rows if np.isfinite(r["rmse_new_forces_eV_A"])]
     for it, e, f in held:
         print(f"iteration {it}: held-out RMSE {1e3 * e:.1f} meV/atom, {f:.3f} eV/A (before training on them)")
-    assert len(held) >= 2, held
-    assert held[-1][2] < held[0][2], held
+    # how many iterations carry a held-out RMSE depends on how fast the campaign converges (3 iterations
+    # with the species coefficients held at the teacher's isolated atoms): the trend only where there is one
+    assert held, rows
+    assert len(held) == 1 or held[-1][2] < held[0][2], held
     train_f = rows[-1]["rmse_train_forces_eV_A"]
     train_e = rows[-1]["rmse_train_energy_eV_atom"]
 
@@ -280,11 +282,13 @@ def test_kill_at_each_phase_resumes_without_redoing_labels(tmp_path):
     checkpoint 4 i + 4 is written after iteration i's train stage (its meta names the next stage, one
     without ranks that is skipped at once) and the sample stage of iteration i + 1 runs. Each kill comes as soon as the
     target checkpoint appears (polled, no fixed sleeps); a fast stage may be over by then, the kill
-    then lands in the next one. Screening is lowered to 30 eV/A (the demo's 150 eV/A screens
+    then lands in the next one. Screening is lowered to 8 eV/A (the demo's 150 eV/A screens
     nothing) so that some selected frames are screened out; screened frames are never trained on, so
-    the campaign needs more iterations than the demo: a budget of 12.
+    the campaign needs more iterations than the demo: a budget of 12. (8 eV/A: with the species
+    coefficients held at the teacher's isolated atoms the frames stay below 11 eV/A, the teacher-sampled
+    ones of iteration 0 reach 8.3; at 6 eV/A the MTP keeps finding frames it may not learn and does not converge.)
     """
-    path = reduced_demo(tmp_path, "killed", checkpoint={"every": 1, "keep": 3}, oracle={"max_force_eV_A": 30.0},
+    path = reduced_demo(tmp_path, "killed", checkpoint={"every": 1, "keep": 3}, oracle={"max_force_eV_A": 8.0},
                         campaign={"iterations": 12})
     run_dir = tmp_path / "killed"
     kills = []

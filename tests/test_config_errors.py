@@ -103,6 +103,8 @@ def _cases():
     yield "missing campaign", {k: v for k, v in BASE.items() if k != "campaign"}, "campaign"
     yield "missing name", _set(BASE, ("campaign",), {"seed": 1}), "campaign.name"
     yield "odd lattice", _set(BASE, ("replicas", "lattice"), 7), "replicas.lattice"
+    yield "isolated energies not one per species", _set(BASE, ("trainer", "isolated_energies_eV"), [0.0, 0.0]), \
+        "trainer.isolated_energies_eV"
     yield "top-level list", [1, 2], "<top>"
     yield "top-level scalar", "campaign", "<top>"
 

@@ -45,17 +45,23 @@ def template(level: int):
     return build_template(level).data(len(SPECIES), min_dist=0.9, max_dist=5.0, radial_basis_size=8)
 
 
+def random_mtp(level: int, seed: int):
+    """An MTP with random radial (+-0.1), species and moment (+-5) coefficients."""
+    rng = np.random.default_rng(seed)
+    mtp = template(level)
+    s, rfc, rbs = mtp.species_count, mtp.radial_funcs_count, mtp.radial_basis_size
+    mtp.radial_coeffs = rng.uniform(-0.1, 0.1, (s, s, rfc, rbs))
+    mtp.species_coeffs = rng.uniform(-5, 5, s)
+    mtp.moment_coeffs = rng.uniform(-5, 5, mtp.alpha_scalar_moments)
+    return mtp
+
+
 def test_linear_solve_recovers_random_coefficients():
     """Data labelled by an MTP with random coefficients: with its radial coefficients fixed, the linear
     solve gives back its moment and species coefficients."""
     from motep.calculator import MTP
 
-    rng = np.random.default_rng(3)
-    truth = template(8)
-    s, rfc, rbs = truth.species_count, truth.radial_funcs_count, truth.radial_basis_size
-    truth.radial_coeffs = rng.uniform(-0.1, 0.1, (s, s, rfc, rbs))
-    truth.species_coeffs = rng.uniform(-5, 5, s)
-    truth.moment_coeffs = rng.uniform(-5, 5, truth.alpha_scalar_moments)
+    truth = random_mtp(8, seed=3)
     theirs = to_motep(truth, SPECIES)
     configs = labelled(lambda: MTP(theirs, engine="cext"), 12, seed=4, random_species=True)
     start = template(8)
@@ -78,6 +84,29 @@ def test_linear_solve_recovers_random_coefficients():
     assert errors["energy"] < 1e-12 * e_rms and errors["forces"] < 1e-12 * f_rms, (errors, e_rms, f_rms)
     n_linear = pot.moment_coeffs.size + pot.species_coeffs.size
     assert errors["loss"] < n_linear * np.finfo(float).eps * scale_loss, (errors["loss"], scale_loss)
+
+
+def test_isolated_energies_are_held_and_the_rest_is_solved():
+    """train(isolated_eV=...): the species coefficients are the given isolated-atom energies exactly (an MTP
+    atom without neighbours has that energy), and the moment coefficients of data made by an MTP with
+    those species coefficients come back (fixed radial part)."""
+    from motep.calculator import MTP
+
+    truth = random_mtp(6, seed=5)
+    configs = labelled(lambda: MTP(to_motep(truth, SPECIES), engine="cext"), 12, seed=6, random_species=True)
+    start = template(6)
+    start.radial_coeffs = truth.radial_coeffs.copy()
+    pot, _ = train(configs, start, SPECIES, MPI.COMM_SELF, radial_steps=0, ridge=1e-14,
+                   isolated_eV=tuple(truth.species_coeffs))
+    np.testing.assert_array_equal(pot.species_coeffs, truth.species_coeffs)
+    np.testing.assert_allclose(pot.moment_coeffs, truth.moment_coeffs, rtol=0, atol=1e-8)
+    # held at wrong values, the same data cannot be fitted exactly: the species coefficients are not free
+    wrong, errors = train(configs, start, SPECIES, MPI.COMM_SELF, radial_steps=0, ridge=1e-14,
+                          isolated_eV=(0.0,) * len(SPECIES))
+    np.testing.assert_array_equal(wrong.species_coeffs, 0.0)
+    assert errors["energy"] > 1e-3
+    with pytest.raises(ValueError, match="isolated_eV has 2 values for 5 species"):
+        train(configs, start, SPECIES, MPI.COMM_SELF, radial_steps=0, isolated_eV=(0.0, 0.0))
 
 
 @pytest.fixture(scope="module")

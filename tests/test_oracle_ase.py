@@ -298,3 +298,12 @@ def test_pretraining_md_in_iteration_0_is_labelled_screened_and_reported(tmp_pat
     # later iterations do not repeat it
     later = StepContext(MPI.COMM_SELF, None, 1, logging.getLogger("test-oracle"), lambda: False, lambda cb: cb)
     assert oracle.step(later, {"selected": {}})["labels"] == {}
+
+
+def test_pretraining_strains_label_each_composition_at_each_lattice(tmp_path):
+    """oracle.pretrain.strains: x = 0.5 at a = 10.3 (names as without strains) and at a = 10.3 * 0.97."""
+    cfg = config(tmp_path, pretrain={"compositions_x": [0.5], "steps": 0, "every": 5, "strains": [0.0, -0.03]})
+    out = AseOracle(cfg, None, MPI.COMM_SELF, np.random.SeedSequence(3)).step(ctx(), {"selected": {}})
+    assert sorted(out["labels"]) == ["pretrain:x0.5:000000", "pretrain:x0.5s-0.03:000000"]
+    for name, a in (("pretrain:x0.5:000000", 10.3), ("pretrain:x0.5s-0.03:000000", 10.3 * 0.97)):
+        np.testing.assert_allclose(np.diag(out["labels"][name]["cell_A"]), a, rtol=1e-12)

@@ -248,6 +248,9 @@ class OracleSection:
         timestep_fs: float = field(default=0.5, metadata=_m(gt=0.0, max=10.0))
         cells: int = field(default=1, metadata=_m(min=1, max=8))
         a_A: float = field(default=10.3, metadata=_m(gt=0.0))
+        strains: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-0.2, max=0.2, nonempty=True))
+        """Isotropic lattice strains: every composition also at a = a_A (1 + strain), so that the first
+        potential has seen the lattice of each phase (an insertion cathode's lattice changes with x)."""
 
     pretrain: Pretrain = Pretrain()
     retries: int = field(default=2, metadata=_m(min=0, max=100))
@@ -286,6 +289,11 @@ class TrainerSection:
     initial_data: tuple[Path, ...] = field(default=(), metadata=_m(file=True))
     """engine mtp: labelled configurations to start the training set with (extxyz, OUTCAR, vasprun.xml,
     ML_AB, MLIP .cfg; ``pbahpc.mlip.dataset.read_labelled``); fitted in iteration 0's train stage."""
+    isolated_energies_eV: tuple[float, ...] | None = None
+    """engine mtp: each species' isolated-atom energy in the labels' energy zero (eV, ``species`` order),
+    held as the MTP's species coefficients so that GCMC insertion energies are the reference's (VASP: the
+    spin-polarised isolated atoms). Default: 0 for every species with the built-in teacher (its isolated
+    atoms have E = 0), else fitted (MLIP's default; insertion energies are then not anchored)."""
 
     def check(self, key: str) -> None:
         from ase.data import atomic_numbers
@@ -297,6 +305,9 @@ class TrainerSection:
             raise ConfigError(f"{key}.max_dist_A", f"must be > min_dist_A ({self.min_dist_A}), got {self.max_dist_A}")
         if len(set(self.species)) != len(self.species):
             raise ConfigError(f"{key}.species", f"repeats an element: {list(self.species)}")
+        if self.isolated_energies_eV is not None and len(self.isolated_energies_eV) != len(self.species):
+            raise ConfigError(f"{key}.isolated_energies_eV", f"needs one value per species {list(self.species)}, "
+                                                            f"got {len(self.isolated_energies_eV)}")
 
 
 @dataclass(frozen=True)

@@ -86,15 +86,17 @@ class AseOracle:
         pt = self.oc.pretrain
         rank, size = ctx.comm.Get_rank(), ctx.comm.Get_size()
         out = {}
-        share = list(enumerate(pt.compositions_x))[rank::size]
-        for done, (k, x) in enumerate(share, start=1):
+        # the unstrained lattice keeps the name and seed it had before strains existed
+        tasks = [(f"pretrain/x{x:g}" + (f"s{e:+g}" if e else ""), x, e) for x in pt.compositions_x for e in pt.strains]
+        share = list(enumerate(tasks))[rank::size]
+        for done, (k, (name, x, strain)) in enumerate(share, start=1):
             images = generate_oracle_md(
                 compositions_x=(x,), temperature_K=pt.temperature_K, steps=pt.steps, seed=self.seed + k,
-                every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A, inserted=self.inserted,
-                calculator_factory=lambda x=x: self.calcs.get(f"pretrain/x{x:g}"))
+                every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A * (1.0 + strain),
+                inserted=self.inserted, calculator_factory=lambda name=name: self.calcs.get(name))
             for atoms in images:
-                out[f"pretrain/x{x:g}:{atoms.info['step']:06d}"] = from_atoms(atoms)
-            ctx.log.info("pre-training MD at x = %g: %d frames", x, len(images))
+                out[f"{name}:{atoms.info['step']:06d}"] = from_atoms(atoms)
+            ctx.log.info("pre-training MD at x = %g, a = %.4g A: %d frames", x, pt.a_A * (1.0 + strain), len(images))
             ctx.progress(**{"pre-training MD compositions": (done, len(share))})
         return out
 
