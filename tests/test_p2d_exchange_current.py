@@ -113,12 +113,12 @@ def marquis2019_file(tmp_path, b: float = 0.5, cells_x: int = 10, cells_r: int =
     is 1. Functions are PCHIP tables of PyBaMM's (2121 points in x, refined to 1e-6 at the ends, as
     pybamm_reference tabulates; 401 in c_e)."""
     import pybamm
-    from pybamm_reference import _stoichiometry_grid
+    from pbahpc.continuum.pybamm_io import stoichiometry_grid
 
     p = pybamm.ParameterValues("Marquis2019")
     T = p["Reference temperature [K]"]
     assert p["Ambient temperature [K]"] == T == p["Initial temperature [K]"]
-    x, ce = _stoichiometry_grid(), np.linspace(0.0, 4000.0, 401)
+    x, ce = stoichiometry_grid(), np.linspace(0.0, 4000.0, 401)
     Ts = pybamm.Scalar(T)
 
     def electrode(D):
