@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p2d.add_argument("--from-pybamm", metavar="NAME|module:function", default=None,
                      help="write PARAMETERS from a PyBaMM ParameterValues (a set name such as Chen2020, or a "
                           "function returning one) instead of running")
+    p2d.add_argument("--cells-x", type=int, default=10, metavar="N",
+                     help="with --from-pybamm: x-cells per electrode (the separator gets N/2, at least 2)")
+    p2d.add_argument("--cells-r", type=int, default=20, metavar="N", help="with --from-pybamm: radial cells per particle")
     p2d.add_argument("--to-pybamm", metavar="OUT.py", type=Path, default=None,
                      help="write a Python module whose parameter_values() is PARAMETERS as a PyBaMM "
                           "ParameterValues, instead of running")
@@ -88,7 +91,7 @@ def _p2d(args) -> int:
         return EXIT_USAGE
     if args.from_pybamm is not None:
         from .continuum.pybamm_io import from_pybamm_main
-        return from_pybamm_main(args.from_pybamm, args.parameters)
+        return from_pybamm_main(args.from_pybamm, args.parameters, args.cells_x, args.cells_r)
     if args.to_pybamm is not None:
         from .continuum.pybamm_io import to_pybamm_main
         return to_pybamm_main(args.parameters, args.to_pybamm)

@@ -565,11 +565,15 @@ def _writable(out: Path) -> None:
         raise ConfigError(str(out), f"cannot write: no directory {out.parent}")
 
 
-def from_pybamm_main(source: str, out: Path) -> int:
+def from_pybamm_main(source: str, out: Path, cells_x: int = 10, cells_r: int = 20) -> int:
     """Convert, print the conversion report, write OUT (only when everything converted). Exit code."""
     try:
+        for key, n, least in (("--cells-x", cells_x, 2), ("--cells-r", cells_r, 3)):
+            if n < least:
+                raise ConfigError(key, f"must be >= {least}, got {n}")
         _writable(out)
-        data, report = cell_file_from_pybamm(load_parameter_values(source))
+        data, report = cell_file_from_pybamm(load_parameter_values(source), cells_x=cells_x, cells_r=cells_r,
+                                             cells_x_separator=max(2, cells_x // 2))
     except ConfigError as exc:
         print(f"pbahpc p2d: {exc}" if exc.key.startswith("--") else f"pbahpc p2d: {source}: {exc}", file=sys.stderr)
         return 2
