@@ -19,6 +19,7 @@ import functools
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,13 +95,112 @@ def test_a_wrong_j0_exponent_moves_beyond_the_tolerance(tmp_path):
     """b = 1 in Marquis2019's converted j0 (k unchanged): j0 smaller by sqrt(x_surf)."""
     pytest.importorskip("pybamm")
     pytest.importorskip("petsc4py")
+    from test_p2d_exchange_current import MARQUIS
+
     data = _convert("Marquis2019", tmp_path / "Marquis2019-converted.yaml")
-    for side in ("anode", "cathode"):
-        assert data[side]["exchange_current"]["b"] == 0.5
-        data[side]["exchange_current"]["b"] = 1.0
+    for side, D in (("anode", "Negative"), ("cathode", "Positive")):
+        j0 = data[side]["exchange_current"]  # the fit recovers Dualfoil's constants
+        assert (j0["a"], j0["b"], j0["c"], j0["T_ref_K"]) == (0.5, 0.5, 0.5, 298.15)
+        assert j0["k_A_m2"] == pytest.approx(MARQUIS[D]["m_ref"] * data[side]["formula_units_mol_m3"], rel=1e-9)
+        assert j0["Ea_J_mol"] == pytest.approx(MARQUIS[D]["Ea_J_mol"], rel=1e-9)
+        j0["b"] = 1.0
     wrong = tmp_path / "Marquis2019-b1.yaml"
     wrong.write_text(yaml.safe_dump(data))
     ps = load_parameters(wrong)
     dv, _, _ = _max_dv_mV(ps.cell, ps.protocol, _reference(ps))
     print(f"Marquis2019 with b = 1: max |dV| = {dv:.2f} mV")
     assert dv > 5.0
+
+
+def test_export_reproduces_the_stock_set_and_imports_back(tmp_path):
+    """Chen2020 -> cell file -> module -> ParameterValues: scalars exact, functions within 10x the
+    conversion's table tolerance (TABLE_RTOL of each function's scale; the export's own cubic spline on
+    2121 points adds ~1e-9), j0 to round-off; and the module converts back to the same cell."""
+    pybamm = pytest.importorskip("pybamm")
+    from pbahpc.continuum.pybamm_io import TABLE_RTOL, load_parameter_values
+
+    first = _convert("Chen2020", tmp_path / "chen.yaml")
+    module = tmp_path / "chen_pybamm.py"
+    assert main(["p2d", str(tmp_path / "chen.yaml"), "--to-pybamm", str(module)]) == 0
+    ours = load_parameter_values(f"{module}:parameter_values")
+    stock = pybamm.ParameterValues("Chen2020")
+    for key in ("Negative electrode thickness [m]", "Positive electrode porosity", "Separator thickness [m]",
+                "Positive electrode active material volume fraction", "Negative particle radius [m]",
+                "Maximum concentration in positive electrode [mol.m-3]", "Cation transference number",
+                "Initial concentration in negative electrode [mol.m-3]", "Nominal cell capacity [A.h]",
+                "Initial concentration in electrolyte [mol.m-3]", "Lower voltage cut-off [V]",
+                "Positive electrode conductivity [S.m-1]", "Negative electrode Bruggeman coefficient (electrolyte)"):
+        assert ours[key] == pytest.approx(stock[key], rel=1e-14), key
+    area = ours["Electrode height [m]"] * ours["Electrode width [m]"]
+    assert area == pytest.approx(stock["Electrode height [m]"] * stock["Electrode width [m]"], rel=1e-14)
+
+    T = pybamm.Scalar(298.15)
+    sto, ce = np.linspace(0.01, 0.99, 97), np.linspace(50.0, 3000.0, 60)
+
+    def values(pv, key, *args):
+        return np.asarray(pv.evaluate(pv[key](*args) * pybamm.Vector(np.ones(args[0].size))), dtype=float).ravel()
+
+    for key, args in (("Positive electrode OCP [V]", (sto,)), ("Negative electrode OCP [V]", (sto,)),
+                      ("Electrolyte conductivity [S.m-1]", (ce, T)), ("Electrolyte diffusivity [m2.s-1]", (ce, T))):
+        args = (pybamm.Vector(args[0]), *args[1:])
+        want, got = values(stock, key, *args), values(ours, key, *args)
+        np.testing.assert_allclose(got, want, rtol=0, atol=10 * TABLE_RTOL * np.abs(want).max(), err_msg=key)
+    c_max = stock["Maximum concentration in positive electrode [mol.m-3]"]
+    args = (pybamm.Vector(np.full(sto.size, 1000.0)), pybamm.Vector(sto * c_max), pybamm.Scalar(c_max),
+            pybamm.Scalar(310.0))
+    key = "Positive electrode exchange-current density [A.m-2]"
+    np.testing.assert_allclose(values(ours, key, *args), values(stock, key, *args), rtol=1e-9)
+
+    back = _convert(f"{module}:parameter_values", tmp_path / "back.yaml")
+    for side in ("anode", "cathode"):
+        for k, v in first[side].items():
+            if k == "exchange_current":
+                for p, x in v.items():
+                    assert back[side][k][p] == (x if isinstance(x, str) else pytest.approx(x, rel=1e-9)), (side, p)
+            elif k != "particle":
+                assert back[side][k] == pytest.approx(v, rel=1e-12), (side, k)
+    assert back["cell"] == first["cell"] and back["separator"] == first["separator"]
+
+
+def _one_line_error(capsys, argv, out, *words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("pbahpc p2d: ") and all(w in err for w in words), err
+    assert not out.exists()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    pytest.importorskip("pybamm")
+    out = tmp_path / "out.yaml"
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chen2021"], out,
+                    "--from-pybamm: unknown PyBaMM parameter set 'Chen2021'", "Chen2020, ", "module:function")
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "no_such_module:values"], out,
+                    "--from-pybamm: cannot import 'no_such_module'")
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "pbahpc.units:values"], out,
+                    "'pbahpc.units' has no function 'values'")
+    # a set the cell cannot hold: ORegan2022's t+ (and its cathode conductivity) are functions of c_e, T
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "ORegan2022"], out,
+                    "ORegan2022: Cation transference number: is a function", "takes a number")
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chen2020", "--cells-r", "2"], out, "--cells-r: must be >= 3")
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chen2020", "--out", str(tmp_path)], out,
+                    "exactly one of --out, --from-pybamm, --to-pybamm")
+    fickian = Path(__file__).parents[1] / "inputs" / "p2d-fickian.yaml"
+    module = tmp_path / "fickian.py"
+    _one_line_error(capsys, ["p2d", str(fickian), "--to-pybamm", str(module)], module,
+                    f"{fickian}: cathode.x_max: PyBaMM's stoichiometry c/c_max is in [0, 1]: needs 1, got 2")
+    _one_line_error(capsys, ["p2d", str(fickian), "--to-pybamm", str(tmp_path / "fickian.txt")],
+                    tmp_path / "fickian.txt", "must be a .py file")
+
+
+def test_without_pybamm_it_is_one_line(tmp_path):
+    """PyBaMM made unimportable in a fresh interpreter (sys.modules entry None: Python's own way to
+    block a module): exit 2, one line saying how to install it, nothing written."""
+    out = tmp_path / "out.yaml"
+    code = ("import sys; sys.modules['pybamm'] = None; from pbahpc.cli import main; "
+            f"sys.exit(main(['p2d', {str(out)!r}, '--from-pybamm', 'Chen2020']))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    err = run.stderr.strip()
+    assert "\n" not in err and "--from-pybamm: needs PyBaMM, which is not installed: pip install" in err, err
+    assert not out.exists()
