@@ -94,10 +94,11 @@ def pybamm_dfn(cell: Cell, c_rate: float, cutoff_V: float, points: dict | None =
     return out | {"current_density_A_m2": i_A_m2, "one_c_A_m2": one_c, **info}
 
 
-def dfn(params, options: dict, points: dict | None = None, t_eval=None, *, t_end_s: float,
+def dfn(params, options: dict, points: dict | None = None, t_eval=None, *, t_end_s: float | None = None,
         surface_extrapolation: str = "linear", rtol: float = 1e-8, atol: float = 1e-10) -> dict[str, Any]:
     """PyBaMM's DFN with ``options`` on the ParameterValues ``params`` (its "Current function [A]" and
-    cut-offs), with IDAKLU, up to ``t_end_s`` or a cut-off.
+    cut-offs), with IDAKLU, up to ``t_end_s`` (IDA's own steps reported) or the last of ``t_eval``
+    (reported there), or a cut-off.
 
     Returns a dict: ``t_s``, ``voltage_V`` (numpy arrays), ``termination`` (PyBaMM's reason, e.g.
     "event: Minimum voltage [V]"), ``build_s`` (parameters + model + mesh + discretisation, wall),
@@ -123,6 +124,8 @@ def dfn(params, options: dict, points: dict | None = None, t_eval=None, *, t_end
     build_s = time.perf_counter() - t0
 
     if t_eval is None:
+        if t_end_s is None:
+            raise ValueError("give t_eval or t_end_s")
         t_end, t_interp = t_end_s, None
     else:
         t_interp = np.asarray(t_eval, dtype=float)

@@ -65,7 +65,7 @@ import numpy as np
 
 from ..config.validate import ConfigError
 from .cell import one_c_current_density
-from .functions import ExchangeCurrent
+from .functions import ExchangeCurrent, Polynomial, Table
 from .model import R_GAS_J_MOL_K, Cell, Electrode, FickianParticle
 
 TABLE_RTOL = 1e-6
@@ -358,6 +358,12 @@ def stoichiometry_grid() -> np.ndarray:
 def _translate(fn: Callable, grid: np.ndarray, name: str) -> tuple[Callable, str, float]:
     """(callable of PyBaMM symbols, kind, table error) for a numpy callable of one variable."""
     pybamm = import_pybamm("--to-pybamm")
+    cname = name.replace(".", "_")  # CasADi function names: letters, digits, single underscores
+    if isinstance(fn, Table):  # a file's table: PyBaMM's PCHIP on the same nodes is the same function inside them
+        return (lambda s: pybamm.Interpolant(fn.x, fn.y, s, name=cname, interpolator="pchip")), "pchip", 0.0
+    if isinstance(fn, Polynomial):
+        coef = [float(c) for c in fn.poly.coef]
+        return (lambda s: sum(c * s**i for i, c in enumerate(coef[1:], 1)) + coef[0]), "polynomial", 0.0
     y = np.broadcast_to(np.asarray(fn(grid), dtype=float), grid.shape)
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{name} is not finite on [{grid[0]:g}, {grid[-1]:g}]")
@@ -380,18 +386,19 @@ def _translate(fn: Callable, grid: np.ndarray, name: str) -> tuple[Callable, str
     scale = max(float(np.max(np.abs(y))), 1e-300)
     err = float(np.max(np.abs(spline(mid) - np.asarray(fn(mid), dtype=float))) / scale)
     ys = np.ascontiguousarray(y)
-    cname = name.replace(".", "_")  # CasADi function names: letters, digits, single underscores
     return (lambda s: pybamm.Interpolant(grid, ys, s, name=cname, interpolator="cubic")), "table", err
 
 
 def _exchange_current_expression(j0: ExchangeCurrent) -> Callable:
     """The file's j0 as PyBaMM's (c_e, c_s_surf, c_s_max, T) expression (c_s / c_max = x, x_max = 1)."""
+    if j0.x_max != 1.0:
+        raise ValueError(f"x_max = {j0.x_max:g}: PyBaMM's stoichiometry needs 1")
     pybamm = import_pybamm("--to-pybamm")
 
     def expression(c_e, c_s, c_max, T):
         out = j0.k * (c_e / j0.c_ref) ** j0.a
-        if j0.b or j0.c:
-            out = out * (c_s / c_max) ** j0.b * (j0.x_max - c_s / c_max) ** j0.c
+        if j0.b or j0.c:  # PyBaMM's own form, c_s^b (c_max - c_s)^c: its RegPower then smooths the same bases
+            out = out * c_s ** j0.b * (c_max - c_s) ** j0.c / c_max ** (j0.b + j0.c)
         if j0.Ea:
             out = out * pybamm.exp(-j0.Ea / R_GAS_J_MOL_K * (1.0 / T - 1.0 / j0.T_ref))
         return out
