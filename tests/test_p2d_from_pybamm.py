@@ -181,6 +181,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     # a set the cell cannot hold: ORegan2022's t+ (and its cathode conductivity) are functions of c_e, T
     _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "ORegan2022"], out,
                     "ORegan2022: Cation transference number: is a function", "takes a number")
+    # Chayambuka2022 (sodium-ion): j0 not of the standard form (misfit ~3, Dualfoil's sets ~1e-11)
+    _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chayambuka2022"], out,
+                    "Chayambuka2022: Negative electrode exchange-current density [A.m-2]: is not of the standard form")
     _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chen2020", "--cells-r", "2"], out, "--cells-r: must be >= 3")
     _one_line_error(capsys, ["p2d", str(out), "--from-pybamm", "Chen2020", "--out", str(tmp_path)], out,
                     "exactly one of --out, --from-pybamm, --to-pybamm")
