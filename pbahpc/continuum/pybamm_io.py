@@ -77,7 +77,6 @@ J0_RTOL = 1e-6
 """Largest relative misfit of the standard form accepted for a set's j0 (Dualfoil's: ~1e-11)."""
 FUNCTION_KEYS = (*(f"{s}.{k}" for s in ("anode", "cathode") for k in ("ocv", "diffusivity", "exchange_current")),
                  *(f"electrolyte.{k}" for k in ("diffusivity", "conductivity", "thermodynamic_factor")))
-SIDES = (("anode", "Negative"), ("cathode", "Positive"))
 
 
 def import_pybamm(key: str = "--from-pybamm"):
@@ -92,6 +91,11 @@ def import_pybamm(key: str = "--from-pybamm"):
 
 
 # ---- PyBaMM -> P2D file ---------------------------------------------------------------------------
+
+def _why(exc: Exception) -> str:
+    """An exception as one line (a user's module or PyBaMM may raise multi-line messages)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
 
 def load_parameter_values(source: str):
     """A ParameterValues from a PyBaMM set name, ``module:function`` or ``path/file.py:function``."""
@@ -115,14 +119,14 @@ def load_parameter_values(source: str):
                 sys.path.insert(0, "")  # a module next to the user, as `python -c` would find it
             module = importlib.import_module(where)
     except Exception as exc:  # noqa: BLE001 - whatever the user's module raises, one line
-        raise ConfigError(key, f"cannot import {where!r}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(key, f"cannot import {where!r}: {_why(exc)}") from None
     fn = getattr(module, name, None)
     if not callable(fn):
         raise ConfigError(key, f"{where!r} has no function {name!r}")
     try:
         values = fn()
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(key, f"{source}() failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(key, f"{source}() failed: {_why(exc)}") from None
     if not isinstance(values, pybamm.ParameterValues):
         raise ConfigError(key, f"{source}() returned {type(values).__name__}, not a pybamm.ParameterValues")
     return values
@@ -163,7 +167,7 @@ def _sampler(pv, key: str, call: Callable) -> Callable[[np.ndarray], np.ndarray]
             y = pv.evaluate(expr * pybamm.Vector(np.ones(v.size)))
         except Exception as exc:  # noqa: BLE001 - e.g. another model's signature (lead-acid's D_e(c_e))
             raise ConfigError(key, f"cannot be evaluated as PyBaMM's lithium-ion DFN calls it "
-                                   f"({type(exc).__name__}: {exc})") from None
+                                   f"({_why(exc)})") from None
         return np.asarray(y, dtype=float).reshape(v.shape)
     return f
 
@@ -224,7 +228,7 @@ def fit_exchange_current(pv, key: str, c_max: float, ce0: float, T: float) -> tu
             j0 = np.asarray(pv.evaluate(expr * pybamm.Vector(np.ones(ce.size))), dtype=float).ravel()
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(key, f"cannot be evaluated as PyBaMM's lithium-ion DFN calls it "
-                                   f"({type(exc).__name__}: {exc})") from None
+                                   f"({_why(exc)})") from None
         if not np.all(j0 > 0):
             raise ConfigError(key, f"not positive on c_e in [{ce.min():.3g}, {ce.max():.3g}] mol/m^3, sto in [0.02, 0.98]")
         rows.append(np.column_stack([np.ones_like(ce), np.log(ce), np.log(x), np.log1p(-x),
