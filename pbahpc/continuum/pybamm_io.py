@@ -12,7 +12,7 @@ runs), 1C = the nominal capacity, one discharge at 1C to the lower cut-off. Name
 - OCP: U_ref(sto) + (T - T_ref) dU/dT(sto), PyBaMM's own temperature correction;
 - D(sto, T), D_e(c_e, T), kappa(c_e, T), the thermodynamic factor (c_e, T): at T;
 - each becomes ``constant`` (all samples equal), ``polynomial`` (degree <= 6 reproducing the samples
-  to 1e-10 relative, e.g. Chen2020's kappa) or a PCHIP ``table`` refined where the interpolation
+  to 1e-10 relative, e.g. Chen2020's D_e, Marquis2019's kappa) or a PCHIP ``table`` refined where the interpolation
   misses the function by more than ``TABLE_RTOL`` of its scale; the largest error found on points
   between the nodes is reported (absolute and relative to the scale, max |f|);
 - j0(c_e, c_s, c_max, T): fitted to the standard form k c_e^a x^b (1 - x)^c exp(-Ea/R (1/T - 1/T0))
@@ -36,8 +36,8 @@ a silent Chen2020 value). Translation (same equations, PyBaMM's names):
   electrode pair of height 1 m x width ``area_m2``, one cell, 1C = ``one_c_current_density``.
 - Functions: an ``ExchangeCurrent`` (the file's j0) becomes PyBaMM's expression of (c_e, c_s, c_max,
   T), a file's ``table`` a PCHIP ``pybamm.Interpolant`` on its nodes, a ``polynomial`` its expression
-  (all exact inside the tables' range). Any other callable (a Cell built in Python), in this order: ``constant`` (one value on a sample grid ->
-  ``pybamm.Scalar``), ``symbolic`` (calling it on PyBaMM symbols works, numpy ufuncs dispatch to PyBaMM,
+  (all exact inside the tables' range). Any other callable (a Cell built in Python), in this order:
+  ``constant`` (one value on a sample grid -> ``pybamm.Scalar``), ``symbolic`` (calling it on PyBaMM symbols works, numpy ufuncs dispatch to PyBaMM,
   and reproduces the numpy values to 1e-12 -> the callable itself), ``table`` (sampled on a fine grid,
   x in [1e-6, 1 - 1e-6] refined towards both ends, c_e in [0, 4 c_e0], as a cubic-spline
   ``pybamm.Interpolant``; ``table_error`` reports the largest relative error on the grid's midpoints).
