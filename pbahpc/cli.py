@@ -1,4 +1,5 @@
-"""Command line: ``pbahpc run|check|doctor|p2d|status|report|scaling``.
+"""Command line: ``pbahpc run|check|doctor|p2d|status|report|scaling`` (``p2d --from-pybamm`` / ``--to-pybamm``
+convert PyBaMM parameter sets in and out).
 
 Exit codes: 0 done, 1 failed (see the run's logs/), 2 bad input (nothing written),
 75 stopped by a signal after writing a checkpoint (requeue the job; it resumes by itself).
@@ -28,10 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("campaign", type=Path)
     chk.add_argument("--ranks", type=int, default=None, help="number of MPI ranks to lay out (default: 1)")
     sub.add_parser("doctor", help="report the MPI/LAMMPS/PETSc/HDF5 stack and check that they share one MPI")
-    p2d = sub.add_parser("p2d", help="run one pseudo-2D cell simulation from a parameter set (no campaign)")
-    p2d.add_argument("parameters", type=Path, help="P2D parameter YAML file (see inputs/p2d-*.yaml)")
-    p2d.add_argument("--out", type=Path, required=True, help="output directory (p2d.h5 and plots)")
+    p2d = sub.add_parser("p2d", help="run one pseudo-2D cell simulation from a parameter set (no campaign), "
+                                     "or convert a PyBaMM parameter set in or out")
+    p2d.add_argument("parameters", type=Path, help="P2D parameter YAML file (see inputs/p2d-*.yaml); with "
+                                                   "--from-pybamm the file to write")
+    p2d.add_argument("--out", type=Path, default=None, help="output directory (p2d.h5 and plots)")
     p2d.add_argument("--no-plots", action="store_true", help="write p2d.h5 only")
+    p2d.add_argument("--from-pybamm", metavar="NAME|module:function", default=None,
+                     help="write PARAMETERS from a PyBaMM ParameterValues (a set name such as Chen2020, or a "
+                          "function returning one) instead of running")
+    p2d.add_argument("--cells-x", type=int, default=10, metavar="N",
+                     help="with --from-pybamm: x-cells per electrode (the separator gets N/2, at least 2)")
+    p2d.add_argument("--cells-r", type=int, default=20, metavar="N", help="with --from-pybamm: radial cells per particle")
+    p2d.add_argument("--to-pybamm", metavar="OUT.py", type=Path, default=None,
+                     help="write a Python module whose parameter_values() is PARAMETERS as a PyBaMM "
+                          "ParameterValues, instead of running")
     st = sub.add_parser("status", help="report where a campaign stands (read-only, no MPI)")
     st.add_argument("run_dir", type=Path, help="the campaign's run directory")
     rp = sub.add_parser("report", help="write RUNDIR/report.html from what the run directory holds (no MPI)")
@@ -73,13 +85,28 @@ def main(argv: list[str] | None = None) -> int:
         from .scaling.cli import main as scaling
         return scaling(args)
     if args.command == "p2d":
-        from mpi4py import MPI
-
-        from .continuum.standalone import run_p2d
-        from .driver.signals import StopSignal
-        with StopSignal() as stop:
-            return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
+        return _p2d(args)
     return _run(args.campaign, args.resume, args.quiet)
+
+
+def _p2d(args) -> int:
+    given = [f"--{k.replace('_', '-')}" for k in ("out", "from_pybamm", "to_pybamm") if getattr(args, k) is not None]
+    if len(given) != 1:
+        print(f"pbahpc p2d: needs exactly one of --out, --from-pybamm, --to-pybamm, got {' and '.join(given) or 'none'}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.from_pybamm is not None:
+        from .continuum.pybamm_io import from_pybamm_main
+        return from_pybamm_main(args.from_pybamm, args.parameters, args.cells_x, args.cells_r)
+    if args.to_pybamm is not None:
+        from .continuum.pybamm_io import to_pybamm_main
+        return to_pybamm_main(args.parameters, args.to_pybamm)
+    from mpi4py import MPI
+
+    from .continuum.standalone import run_p2d
+    from .driver.signals import StopSignal
+    with StopSignal() as stop:
+        return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
 
 
 def _check(path: Path, ranks: int | None) -> int:

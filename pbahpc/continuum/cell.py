@@ -123,6 +123,7 @@ class P2DCell:
         self.progress = None
         """Optional callable(step_index, t_s, V, I_A_m2) called after every accepted step."""
         self.stop_check_steps, self._steps_since_check = 10, 0
+        self._lag = None  # the Jacobian lag to restore after a step's first time step (_fresh_jacobians)
         self._make_ts()
         self.set_initial_state()
 
@@ -499,7 +500,11 @@ class P2DCell:
         end = self.step_start_s + step.duration_s
         ts.setMaxTime(end if math.isfinite(end) else 1e300)
         self._fired = []
-        ts.solve(self.u)
+        self._fresh_jacobians(True)
+        try:
+            ts.solve(self.u)
+        finally:  # the options database is the process's: never leave the lag changed
+            self._fresh_jacobians(False)
         reason = ts.getConvergedReason()
         self.time_s = ts.getTime()
         if not self.snapshots or self.snapshots[-1][0] < self.time_s:
@@ -511,7 +516,27 @@ class P2DCell:
             return "x-limit" if 1 in self._fired else "cutoff"
         return "stopped" if reason == self.PETSc.TS.ConvergedReason.CONVERGED_USER else "time"
 
+    def _fresh_jacobians(self, on: bool) -> None:
+        """A fresh Jacobian every Newton iteration (on) or the configured lag (off). The first step of a
+        new current or voltage moves the algebraic unknowns (potentials, j) far from the previous
+        state; with the Jacobian lagged over iterations there Newton's line search failed at every dt
+        (PyBaMM's Chen2020 on 20 x-cells or 40 radial, OKane2022). petsc4py has no SNESSetLagJacobian,
+        so the options database carries it; _poststep turns it off after the first accepted step."""
+        opts = self.PETSc.Options()
+        if on:
+            lag = opts.getInt("snes_lag_jacobian", 1)
+            self._lag = lag if lag > 1 else None
+            if self._lag is None:
+                return
+            opts["snes_lag_jacobian"] = 1
+        elif self._lag is None:
+            return
+        else:
+            opts["snes_lag_jacobian"], self._lag = self._lag, None
+        self.ts.getSNES().setFromOptions()
+
     def _poststep(self, ts) -> None:
+        self._fresh_jacobians(False)
         self._steps_since_check += 1
         if self.should_stop is not None and self._steps_since_check >= self.stop_check_steps:
             self._steps_since_check = 0

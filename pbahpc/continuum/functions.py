@@ -66,8 +66,9 @@ class Table(Function):
     """PCHIP through (x, y), x strictly increasing; linear beyond the ends with the end slopes."""
 
     def __init__(self, x, y):
+        self.x, self.y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         self.lo, self.hi = float(x[0]), float(x[-1])
-        self.interp = PchipInterpolator(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        self.interp = PchipInterpolator(self.x, self.y)
         self.slope = self.interp.derivative()
 
     def __call__(self, v) -> Array:
