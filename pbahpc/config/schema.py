@@ -4,7 +4,7 @@ Units are LAMMPS metal units throughout (eV, A, ps, K, bar); keys carry the unit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,7 +171,9 @@ class ReplicasSection:
     engine: str = field(default="lattice-gas", metadata=_m(engine="replicas"))
     """lattice-gas (light, for tests) or lammps-gcmc (section ``gcmc``)."""
     """A built-in engine name, or ``package.module:Factory`` for your own."""
-    temperatures_K: tuple[float, ...] = field(default=(300.0,), metadata=_m(gt=0.0, nonempty=True))
+    temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0, nonempty=True))
+    """Not given: the temperatures of the properties runs (``Campaign.__post_init__``), so that active learning
+    samples where the properties will be computed; 300 K if there are none."""
     mu_eV: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-100.0, max=100.0, nonempty=True))
     cycles: int = field(default=10, metadata=_m(min=1, max=10_000_000))
     """Sampling cycles per iteration and replica."""
@@ -383,6 +385,20 @@ class PropertiesSection:
     p2d_template: Path | None = field(default=None, metadata=_m(file=True))
     """A P2D parameter file (inputs/p2d-*.yaml) whose cathode particle receives mu(x), D and the interface
     energy measured here; the result goes to the continuum group (``properties/p2d-parameters.yaml``)."""
+    grade: bool = True
+    """Grade every MD/GCMC run of the MTP on the fly, as the replicas do (``replicas.gcmc.gamma_select`` and
+    ``gamma_stop``): a run whose grade exceeds gamma_stop, or whose LAMMPS run fails under the MTP, has left
+    the learned domain. false: runs go on whatever the grade (e.g. to measure an undertrained potential)."""
+    gamma_check_steps: int = field(default=10, metadata=_m(min=1))
+    """MD steps between two grades of a diffusion or interface run (the free energy uses the replicas')."""
+    max_relearn: int = field(default=2, metadata=_m(min=0, max=1000))
+    """A run that left the learned domain sends its most extrapolative frames to the trainer as candidates and
+    reopens active learning, at most this many times in a campaign (each time at most one iteration beyond
+    campaign.iterations); the run is then redone with the improved potential. Once spent, such a run is
+    reported failed with its reason (the free energy rolls back and goes on, as up to max_halts allows)."""
+    candidates_per_run: int = field(default=4, metadata=_m(min=1, max=1000))
+    """Frames a run that left the domain sends: the most extrapolative with gamma_select < gamma < gamma_stop
+    (or, if there are none, the first graded beyond gamma_stop)."""
 
 
 @dataclass(frozen=True)
@@ -399,6 +415,14 @@ class ContinuumSection:
             raise ConfigError(f"{key}.parameters", "engine 'p2d' needs a parameter file (e.g. inputs/p2d-mnfepba.yaml)")
 
 
+def properties_temperatures_K(pc: PropertiesSection) -> tuple[float, ...]:
+    """The temperatures the properties runs are done at, sorted (the replicas' default temperatures)."""
+    temps = set(pc.diffusion.temperatures_K) | set(pc.free_energy.temperatures_K)
+    if pc.interface.repeats:
+        temps.add(pc.interface.temperature_K)
+    return tuple(sorted(temps))
+
+
 @dataclass(frozen=True)
 class Campaign:
     campaign: CampaignSection
@@ -410,6 +434,12 @@ class Campaign:
     properties: PropertiesSection = PropertiesSection()
     continuum: ContinuumSection = ContinuumSection()
     source: Path | None = field(default=None, metadata=_m(internal=True))
+
+    def __post_init__(self) -> None:
+        # derived here, not in the loader, so that every way of building a Campaign gets the same replicas
+        if not self.replicas.temperatures_K:
+            derived = properties_temperatures_K(self.properties) or (300.0,)
+            object.__setattr__(self, "replicas", replace(self.replicas, temperatures_K=derived))
 
     def check(self, key: str) -> None:
         if self.properties.reference and self.replicas.engine != "lammps-gcmc":
