@@ -3,37 +3,43 @@ gamma_stop sends its most extrapolative frames back to the trainer, the campaign
 active-learning iteration, and the run is redone with the improved potential."""
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 import yaml
 
-from conftest import ROOT, demo_campaign, run_pbahpc, write_campaign
+from conftest import ROOT, demo_campaign, env, pbahpc_cmd, run_pbahpc, write_campaign
 from pbahpc.checkpoint import read_checkpoint_file
-from pbahpc.driver import EXIT_OK
+from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
 
 
-def test_replicas_cover_the_properties_temperatures_by_default(tmp_path):
+def test_replicas_cover_the_properties_temperatures_and_mu_by_default(tmp_path):
     from pbahpc.config import load
 
     cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
-    for key in ("p2d_template",):
-        cfg["properties"][key] = str(ROOT / "inputs" / "p2d-demo.yaml")
+    cfg["properties"]["p2d_template"] = str(ROOT / "inputs" / "p2d-demo.yaml")
     cfg["continuum"]["parameters"] = str(ROOT / "inputs" / "p2d-demo.yaml")
-    del cfg["replicas"]["temperatures_K"]
+    del cfg["replicas"]["temperatures_K"], cfg["replicas"]["mu_eV"]
     loaded = load(write_campaign(tmp_path / "c.yaml", cfg))
-    # free energy 400 K, diffusion 700 and 900 K, interface 300 K (its default)
+    # free energy 400 K, diffusion 700 and 900 K, interface 300 K (its default); the windows' mu
     assert loaded.replicas.temperatures_K == (300.0, 400.0, 700.0, 900.0)
-    cfg["replicas"]["temperatures_K"] = [450.0]  # given: kept as it is
-    assert load(write_campaign(tmp_path / "c.yaml", cfg)).replicas.temperatures_K == (450.0,)
+    assert loaded.replicas.mu_eV == (-1.70,)
+    cfg["replicas"].update(temperatures_K=[450.0], mu_eV=[-1.5, -1.6])  # given: kept as they are
+    given = load(write_campaign(tmp_path / "c.yaml", cfg)).replicas
+    assert (given.temperatures_K, given.mu_eV) == ((450.0,), (-1.5, -1.6))
+    cfg["properties"] = {}  # nothing to cover: the old defaults
+    del cfg["replicas"]["temperatures_K"], cfg["replicas"]["mu_eV"]
+    bare = load(write_campaign(tmp_path / "c.yaml", cfg)).replicas
+    assert (bare.temperatures_K, bare.mu_eV) == ((300.0,), (0.0,))
 
 
-def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redone(tmp_path):
-    """The replicas sample 300 K only; the diffusion MD runs at 1500 K with the first MTP (one iteration of
-    pre-training and 300 K frames). Its grade must pass gamma_stop, its frames go to the trainer, one more
-    iteration labels and retrains, and the diffusion run is done again with the new MTP: the campaign ends
-    with exit 0 and the run has a result (or its reason, once properties.max_relearn is spent)."""
-    pytest.importorskip("motep")
+def _far_above(tmp_path, max_relearn: int):
+    """The demo reduced to one iteration whose replicas sample 300 K only, and one diffusion run at 1500 K:
+    with the first MTP (pre-training and 300 K frames) its grade passes gamma_stop within ten steps."""
     path = demo_campaign(tmp_path)
     cfg = yaml.safe_load(path.read_text())
     cfg["campaign"]["iterations"] = 1
@@ -41,22 +47,65 @@ def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redo
     cfg["properties"] = {"free_energy": {"temperatures_K": []}, "interface": {"repeats": []},
                          "diffusion": {"temperatures_K": [1500.0], "x_inserted": [1.0], "production_ps": 1.0,
                                        "thermalise_ps": 0.2},
-                         "max_relearn": 3}
+                         "max_relearn": max_relearn}
     cfg["continuum"] = {"engine": "regular-solution"}
-    write_campaign(path, cfg)
+    return write_campaign(path, cfg)
+
+
+def _left(log: str) -> list[tuple[str, int]]:
+    return [(why, int(n)) for why, n in
+            re.findall(r"left the learned domain \((.*)\): (\d+) candidates for the trainer", log)]
+
+
+def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redone(tmp_path):
+    """The run's frames go to the trainer, another iteration labels and retrains, and the run is done again
+    with the new MTP, as often as it leaves the domain (up to max_relearn = 3; this seed needs 3). The
+    campaign is stopped after the first round and resumed: the relearning state (the driver's extra
+    iterations, the engine's rounds and pending runs) must survive the checkpoint, or the resumed
+    campaign would end at its original budget of one iteration without redoing the run."""
+    pytest.importorskip("motep")
+    path = _far_above(tmp_path, max_relearn=3)
+    run_dir = tmp_path / "run"
+    log = run_dir / "logs" / "properties.log"
+    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (log.exists() and _left(log.read_text())):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)  # MPICH's mpiexec forwards it to the ranks
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
     out = run_pbahpc(2, "run", str(path), timeout=600)
     assert out.returncode == EXIT_OK, out.stderr[-3000:]
+    assert "resumed from ckpt-" in out.stderr
 
-    run_dir = tmp_path / "run"
-    log = (run_dir / "logs" / "properties.log").read_text()
-    left = re.findall(r"left the learned domain \((.*)\): (\d+) candidates for the trainer", log)
-    assert left, log[-3000:]
-    assert all(int(n) > 0 for _, n in left)
+    left = _left(log.read_text())
+    assert left and all(n > 0 for _, n in left), left
     props, _ = read_checkpoint_file(run_dir / "properties" / "properties.h5")
     run = props["runs"]["diffusion|x1|T1500"]
-    # redone with a potential trained after the first one (iteration 0)
-    assert int(run["potential_iteration"]) == len(left), (left, run)
-    assert "failed" not in run or not str(run["failed"]), run
-    # the trainer selected among the properties' frames in the iterations that followed
+    assert not str(run.get("failed", "")), run
+    # done with the potential of the iteration after the last round (the first final one is iteration 0)
+    assert int(run["potential_iteration"]) == len(left) <= 3, (left, run)
+    # one extra iteration per round, counted across the two launches
+    results, meta = read_checkpoint_file(run_dir / "results.h5")
+    assert results["groups"]["properties"]["relearns"] == len(left) and meta.meta["iterations"] == 1 + len(left)
+    # the trainer received the properties' frames in each following iteration and selected among them
     trainer = (run_dir / "logs" / "trainer.log").read_text()
-    assert re.search(r"iteration 1: \d+ candidates, [1-9]\d* selected", trainer), trainer[-3000:]
+    for k in range(1, len(left) + 1):
+        assert re.search(rf"iteration {k}: \d+ candidates, [1-9]\d* selected", trainer), trainer[-3000:]
+
+
+def test_a_run_that_cannot_come_back_is_reported_not_fatal(tmp_path):
+    """max_relearn 0: the same run is given up at once, with its reason in the report; exit 0, one iteration."""
+    pytest.importorskip("motep")
+    out = run_pbahpc(2, "run", str(_far_above(tmp_path, max_relearn=0)), timeout=300)
+    assert out.returncode == EXIT_OK, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    props, _ = read_checkpoint_file(run_dir / "properties" / "properties.h5")
+    failed = str(props["runs"]["diffusion|x1|T1500"]["failed"])
+    assert failed.startswith("left the learned domain: gamma ") and "max_relearn" in failed, failed
+    assert "D(x = 1, T = 1500 K)" in (run_dir / "properties" / "report.txt").read_text()
+    assert "iteration 1/1 done" in (run_dir / "logs" / "driver.log").read_text()
+    assert "reopened" not in (run_dir / "logs" / "driver.log").read_text()

@@ -174,7 +174,10 @@ class ReplicasSection:
     temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0, nonempty=True))
     """Not given: the temperatures of the properties runs (``Campaign.__post_init__``), so that active learning
     samples where the properties will be computed; 300 K if there are none."""
-    mu_eV: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-100.0, max=100.0, nonempty=True))
+    mu_eV: tuple[float, ...] = field(default=(), metadata=_m(min=-100.0, max=100.0, nonempty=True))
+    """Not given: the free-energy windows' reservoir (``properties.free_energy.mu_eV``) if there are such runs,
+    else 0. Compositions the replicas never reach are learned when a properties run there leaves the learned
+    domain (``properties.max_relearn``)."""
     cycles: int = field(default=10, metadata=_m(min=1, max=10_000_000))
     """Sampling cycles per iteration and replica."""
     sweeps_per_cycle: int = field(default=5, metadata=_m(min=1, max=1_000_000))
@@ -437,9 +440,10 @@ class Campaign:
 
     def __post_init__(self) -> None:
         # derived here, not in the loader, so that every way of building a Campaign gets the same replicas
-        if not self.replicas.temperatures_K:
-            derived = properties_temperatures_K(self.properties) or (300.0,)
-            object.__setattr__(self, "replicas", replace(self.replicas, temperatures_K=derived))
+        pc, rep = self.properties, self.replicas
+        derived = {"temperatures_K": rep.temperatures_K or properties_temperatures_K(pc) or (300.0,),
+                   "mu_eV": rep.mu_eV or ((pc.free_energy.mu_eV,) if pc.free_energy.temperatures_K else (0.0,))}
+        object.__setattr__(self, "replicas", replace(rep, **derived))
 
     def check(self, key: str) -> None:
         if self.properties.reference and self.replicas.engine != "lammps-gcmc":
