@@ -3,16 +3,12 @@ stage and resumed: every run is done once, the report's numbers follow from the 
 31 recomputed here), and the continuum group runs the parameter file the properties group wrote."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import demo_campaign, env, pbahpc_cmd, run_pbahpc
+from conftest import demo_campaign, run_pbahpc, stop_when
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
 
@@ -23,16 +19,8 @@ def test_whole_campaign_with_a_stop_inside_the_properties_stage(tmp_path):
     path = demo_campaign(tmp_path)
     run_dir = tmp_path / "run"
     log = run_dir / "logs" / "properties.log"
-    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while not (log.exists() and "properties: diffusion/" in log.read_text()):
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGUSR1)  # MPICH's mpiexec forwards it to the ranks
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    code, err = stop_when(path, log, lambda text: "properties: diffusion/" in text)
+    assert code == EXIT_REQUEUE, err[-3000:]
     out = run_pbahpc(2, "run", str(path), timeout=900)
     assert out.returncode == EXIT_OK, out.stderr[-3000:]
     assert "resumed from ckpt-" in out.stderr

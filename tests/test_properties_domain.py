@@ -3,16 +3,12 @@ gamma_stop sends its most extrapolative frames back to the trainer, the campaign
 active-learning iteration, and the run is redone with the improved potential."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 import yaml
 
-from conftest import ROOT, demo_campaign, env, pbahpc_cmd, run_pbahpc, write_campaign
+from conftest import ROOT, demo_campaign, run_pbahpc, stop_when, write_campaign
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
 
@@ -67,16 +63,8 @@ def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redo
     path = _far_above(tmp_path, max_relearn=3)
     run_dir = tmp_path / "run"
     log = run_dir / "logs" / "properties.log"
-    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not (log.exists() and _left(log.read_text())):
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGUSR1)  # MPICH's mpiexec forwards it to the ranks
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_REQUEUE, err[-3000:]
+    code, err = stop_when(path, log, _left, timeout=300)
+    assert code == EXIT_REQUEUE, err[-3000:]
     out = run_pbahpc(2, "run", str(path), timeout=600)
     assert out.returncode == EXIT_OK, out.stderr[-3000:]
     assert "resumed from ckpt-" in out.stderr

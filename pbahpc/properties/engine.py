@@ -73,8 +73,9 @@ class PropertiesEngine:
         return self._pair
 
     def _grader(self, reference: bool):
-        """A Grader for a diffusion or interface run with the MTP (None: not graded)."""
-        if reference or not self.pc.grade:
+        """A Grader for a diffusion or interface run with the MTP (None: not graded; a trainer that sends no
+        active set gives nothing to grade with)."""
+        if reference or not self.pc.grade or not self.potential.get("active_set"):
             return None
         from .domain import Grader
 
