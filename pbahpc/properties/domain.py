@@ -70,7 +70,7 @@ class Grader:
             else:
                 self.frames = sorted(self.frames + [frame], key=lambda f: -f["gamma"])[: self.keep]
         if not gamma <= self.gamma_stop:  # NaN too
-            self.left(f"gamma {gamma:.3g} > gamma_stop {self.gamma_stop:g} at step {self._step(lmp)}", gamma)
+            self.left(f"gamma {gamma:.4g} > gamma_stop {self.gamma_stop:g} at step {self._step(lmp)}", gamma)
         return gamma
 
     def run(self, lmp, steps: int, pre: bool = True) -> None:

@@ -155,14 +155,14 @@ class PropertiesEngine:
             if out is None:
                 return None
             halted = out["sampling"]["halted"]
-            frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"]))
+            # none in the select window (the halt came within the first cycle): the configuration beyond
+            frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"])) or \
+                ([out["beyond"]] if out.get("beyond") else [])
             if halted and frames and not reference and self._relearn_left():
                 # the windows left the learned domain: relearn and redo them, rather than roll back and go on
-                from .domain import LeftDomain
-
                 gamma = float(out["sampling"]["halt_gamma"])
                 self._drop_replica()
-                raise LeftDomain(f"gamma {gamma:.3g} > gamma_stop {self.cfg.replicas.gcmc.gamma_stop:g} in window "
+                raise LeftDomain(f"gamma {gamma:.4g} > gamma_stop {self.cfg.replicas.gcmc.gamma_stop:g} in window "
                                  f"{windows.position}/{windows.length}" if np.isfinite(gamma) else
                                  f"LAMMPS failed under the MTP in window {windows.position}/{windows.length}",
                                  frames[: self.pc.candidates_per_run], gamma)
