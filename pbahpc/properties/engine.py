@@ -235,7 +235,8 @@ class PropertiesEngine:
                     self.left[name] = {"reason": left.reason, "frames": list(left.frames)}
                     continue
                 error = f"left the learned domain: {left.reason}" + \
-                        (f" (after {self.relearns} relearning rounds, properties.max_relearn)" if self.pc.grade else "")
+                        (" (no configuration graded before it to learn from)" if not left.frames else
+                         f" (after {self.relearns} relearning rounds, properties.max_relearn)")
             if error:
                 ctx.log.warning("properties: %s failed: %s", name, error)
                 self._drop_replica()
