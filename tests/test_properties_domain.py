@@ -92,12 +92,14 @@ def test_runs_that_cannot_come_back_are_reported_not_fatal(tmp_path):
     """max_relearn 1, and free-energy windows at 1500 K beside the diffusion run: both leave the domain
     with the first MTP and share one relearning round (the windows halt within their first cycle, so they
     send the configuration beyond gamma_stop); whatever still cannot run after it is reported with its
-    reason, and the campaign ends with 0 after one extra iteration."""
+    reason, and the campaign ends with 0 after one extra iteration. The same runs with the reference
+    (the teacher) are not graded and stay."""
     pytest.importorskip("motep")
     path = _far_above(tmp_path, max_relearn=1)
     cfg = yaml.safe_load(path.read_text())
     cfg["properties"]["free_energy"] = {"temperatures_K": [1500.0], "mu_eV": -1.7, "phi_eV": 0.05,
                                         "targets_N": [2, 4, 6], "cycles_per_window": 4}
+    cfg["properties"]["reference"] = True  # the teacher's windows: ungraded frames, never sent back
     out = run_pbahpc(2, "run", str(write_campaign(path, cfg)), timeout=300)
     assert out.returncode == EXIT_OK, out.stderr[-3000:]
     run_dir = tmp_path / "run"
@@ -115,6 +117,8 @@ def test_runs_that_cannot_come_back_are_reported_not_fatal(tmp_path):
         # still outside: the reason, with the budget spent (the windows roll back until max_halts)
         assert not failed or "after 1 relearning rounds" in failed or "halts in a row" in failed, failed
         assert row in report
+    for name in ("reference|diffusion|x1|T1500", "reference|free_energy|T1500"):
+        assert not str(props["runs"][name].get("failed", "")), props["runs"][name]
 
 
 def test_grader_halts_at_gamma_stop_and_keeps_the_most_extrapolative_frames(potential):

@@ -155,10 +155,12 @@ class PropertiesEngine:
             if out is None:
                 return None
             halted = out["sampling"]["halted"]
-            # none in the select window (the halt came within the first cycle): the configuration beyond
-            frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"])) or \
-                ([out["beyond"]] if out.get("beyond") else [])
-            if halted and frames and not reference and self._relearn_left():
+            frames = []
+            if halted:  # only under the MTP: the reference's frames carry no grade
+                # none in the select window (the halt came within the first cycle): the configuration beyond
+                frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"])) or \
+                    ([out["beyond"]] if out.get("beyond") else [])
+            if frames and not reference and self._relearn_left():
                 # the windows left the learned domain: relearn and redo them, rather than roll back and go on
                 gamma = float(out["sampling"]["halt_gamma"])
                 self._drop_replica()
