@@ -397,7 +397,7 @@ class PropertiesSection:
     max_relearn: int = field(default=2, metadata=_m(min=0, max=1000))
     """A run that left the learned domain sends its most extrapolative frames to the trainer as candidates and
     reopens active learning, at most this many times in a campaign (each time at most one iteration beyond
-    campaign.iterations); the run is then redone with the improved potential. Once spent, such a run is
+    campaign.iterations); every MTP run is then redone with the improved potential. Once spent, such a run is
     reported failed with its reason (the free energy rolls back and goes on, as up to max_halts allows)."""
     candidates_per_run: int = field(default=4, metadata=_m(min=1, max=1000))
     """Frames a run that left the domain sends: the most extrapolative with gamma_select < gamma < gamma_stop

@@ -264,14 +264,17 @@ class PropertiesEngine:
 
     def _relearn(self, ctx: StepContext) -> dict[str, Any]:
         """Send the candidates of the runs that left the learned domain to the trainer and reopen active
-        learning (``relearn``: the driver runs at least one more iteration); those runs wait for the next final
-        potential. Runs that stayed inside the domain are kept: their potential was valid where they ran."""
+        learning (``relearn``: the driver runs at least one more iteration). Every MTP run is redone with the
+        next final potential, those that stayed inside too: the report combines runs (Eq. 31 voltages and Eq. 4
+        excess energies are differences of their energies), and two MTPs' energies differ by an offset of their
+        own (the demo: -7.2 V from reference cells of two potentials). The reference's runs are kept."""
         candidates = {f"{self.relearns:03d}.{k:03d}.{j:03d}": frame
                       for k, (_, left) in enumerate(sorted(self.left.items()))
                       for j, frame in enumerate(left["frames"])}
         self.relearns += 1
         names = sorted(self.left)
         self.left = {}
+        self.done = {k: v for k, v in self.done.items() if k.startswith(REFERENCE)}
         ctx.log.info("properties: %d runs left the learned domain (%s): %d candidates, relearning round %d/%d",
                      len(names), ", ".join(names), len(candidates), self.relearns, self.pc.max_relearn)
         return {"candidates": candidates, "relearn": True,
