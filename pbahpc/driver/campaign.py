@@ -36,6 +36,7 @@ from .signals import StopSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
 _FAILED, _STOP, _UNFINISHED, _WRITE_FAILED, _CONVERGED, _REOPEN = range(6)
+_FLAGS = _REOPEN + 1  # length of the flag vector agreed at each sync point
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - agreed on below, like a failed stage
             error = f"rank {self.rank}: creating components failed: {type(exc).__name__}: {exc}"
             self._report_traceback(error)
-        if self._agree(np.array([error is not None, 0, 0, 0, 0, 0], dtype=np.int64), error)[_FAILED]:
+        flags = np.zeros(_FLAGS, dtype=np.int64)
+        flags[_FAILED] = error is not None
+        if self._agree(flags, error)[_FAILED]:
             self._fail(error)
             raise StartupFailed("components could not be created")
 
@@ -178,7 +181,7 @@ class Driver:
             if not self.layout.of_role(stage.role):
                 self._advance()  # a role with no ranks: its stage is skipped everywhere
                 continue
-            flags = np.zeros(6, dtype=np.int64)
+            flags = np.zeros(_FLAGS, dtype=np.int64)
             error = None
             self.reporter.begin(self.iteration, stage.name)
             t = time.perf_counter()
