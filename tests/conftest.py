@@ -37,6 +37,24 @@ def run_pbahpc(n: int, *args: str, timeout: float = 300, cwd: Path | None = None
                           env=env(), cwd=cwd)
 
 
+def stop_when(path: Path, log: Path, ready, timeout: float = 600) -> tuple[int, str]:
+    """``pbahpc run PATH`` on 2 ranks, stopped (SIGUSR1, as a batch system's warning) as soon as
+    ``ready(text of log)`` holds: (exit code, stderr)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(pbahpc_cmd(2, "run", str(path)), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and ready(log.read_text())):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGUSR1)  # MPICH's mpiexec forwards it to the ranks
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
 def write_campaign(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

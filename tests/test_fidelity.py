@@ -56,7 +56,8 @@ def test_undertrained_mtp_fails_its_fidelity_table_and_the_reference_is_the_teac
     path = demo_campaign(tmp_path)
     cfg = yaml.safe_load(path.read_text())
     cfg["campaign"]["iterations"] = 1
-    cfg["properties"].update(reference=True, free_energy={"temperatures_K": []},
+    # grade false: measured as it is (graded, the runs would send it back to active learning)
+    cfg["properties"].update(reference=True, grade=False, free_energy={"temperatures_K": []},
                              diffusion={"temperatures_K": [800.0], "x_inserted": [0.5], "production_ps": 0.5,
                                         "thermalise_ps": 0.2},
                              interface={"repeats": [1, 2, 3], "relax_ps": 0.2})

@@ -183,6 +183,10 @@ def test_gamma_above_stop_halts_and_rolls_back_to_the_last_good_cycle(tmp_path, 
     assert len(replica.obs["N"]) == first_bad == len(out["candidates"]) == len(out["sampling"]["gamma_max"])
     np.testing.assert_allclose(out["sampling"]["gamma_max"], gammas[:first_bad], rtol=1e-10)
     assert replica.halts == [(1, first_bad, pytest.approx(gammas[first_bad]))]
+    # the configuration that halted it comes out as "beyond", graded as numpy grades it
+    beyond = out["beyond"]
+    _, gamma = reference(payload["mtp"], payload["active_set"], beyond)
+    assert beyond["gamma"] == pytest.approx(gamma, rel=1e-8) and gamma == pytest.approx(gammas[first_bad], rel=1e-8)
     # LAMMPS holds the configuration of the last good cycle again
     from pbahpc.atomistic.lammps_setup import atoms_from_lammps
 

@@ -37,7 +37,10 @@ and MaxVol would reject most of its neighbours). ``fix halt`` checks the grade e
 written after every cycle) and sits out the rest of the iteration ("halted"); it goes on from there
 with the next potential. A LAMMPS error during a run under the MTP (an unstable simulation between two
 grade checks) is a halt too. ``sampling``: {"graded": 1 if an MTP drove this iteration, "halted": 0/1,
-"halt_gamma", "gamma_max": per-cycle grades of this iteration}. The active potential's paths are part
+"halt_gamma", "gamma_max": per-cycle grades of this iteration}; ``beyond``: after a halt by grade, the
+configuration graded above gamma_stop as a frame ({} otherwise; not a candidate of the replicas, whose
+earlier cycles have them, but a properties run that halts before any has nothing nearer to send, see
+``pbahpc.properties.engine``). The active potential's paths are part
 of the checkpoint. With ``sample_without_mtp: false`` a replica without an MTP sends nothing.
 
 Checkpoints hold LAMMPS's own binary restart (positions, velocities, box, fix npt and fix gcmc
@@ -288,7 +291,7 @@ class GcmcMdReplica:
         if not self.mtp and not self.gc.sample_without_mtp:
             return {"candidates": {}, "sampling": {"graded": 0, "halted": 0, "halt_gamma": np.nan,
                                                    "gamma_max": np.zeros(0)}, "summary": {"cycles": 0}}
-        halt_gamma = np.nan
+        halt_gamma, beyond = np.nan, {}
         try:
             while self.cycle < self.cycles:
                 if ctx.stop_requested():
@@ -320,6 +323,8 @@ class GcmcMdReplica:
                 gamma_end = self._gamma_max() if self.mtp else np.nan
                 if gamma_end > self.gc.gamma_stop:
                     halt_gamma = gamma_end
+                    beyond = {**frame_of(atoms_from_lammps(self.lmp, self.potential.species)), "gamma": gamma_end,
+                              "candidate": 1, "step": int(self.lmp.extract_global("ntimestep"))}
                     self.halts.append((ctx.iteration, self.done, halt_gamma))
                     ctx.log.warning("T=%g K mu=%g eV: gamma %.3g > %g after %d cycles: halted, rolled back to the "
                                     "last good cycle", self.T_K, self.mu_eV, halt_gamma, self.gc.gamma_stop, self.cycle)
@@ -353,7 +358,8 @@ class GcmcMdReplica:
         summary = {"cycles": done, "candidates": len(sent), "halted": sampling["halted"]}
         if sampling["halted"]:
             summary["halt gamma"] = float(halt_gamma)
-        out, self.frames, self.cycle = {"candidates": sent, "sampling": sampling, "summary": summary}, {}, 0
+        out = {"candidates": sent, "sampling": sampling, "summary": summary, "beyond": beyond}
+        self.frames, self.cycle = {}, 0
         return out
 
     def _keep_best(self) -> None:

@@ -5,7 +5,7 @@ Units are LAMMPS metal units throughout (eV, A, ps, K, bar); keys carry the unit
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,8 +172,13 @@ class ReplicasSection:
     engine: str = field(default="lattice-gas", metadata=_m(engine="replicas"))
     """lattice-gas (light, for tests) or lammps-gcmc (section ``gcmc``)."""
     """A built-in engine name, or ``package.module:Factory`` for your own."""
-    temperatures_K: tuple[float, ...] = field(default=(300.0,), metadata=_m(gt=0.0, nonempty=True))
-    mu_eV: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-100.0, max=100.0, nonempty=True))
+    temperatures_K: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0, nonempty=True))
+    """Not given: the temperatures of the properties runs (``Campaign.__post_init__``), so that active learning
+    samples where the properties will be computed; 300 K if there are none."""
+    mu_eV: tuple[float, ...] = field(default=(), metadata=_m(min=-100.0, max=100.0, nonempty=True))
+    """Not given: the free-energy windows' reservoir (``properties.free_energy.mu_eV``) if there are such runs,
+    else 0. Compositions the replicas never reach are learned when a properties run there leaves the learned
+    domain (``properties.max_relearn``)."""
     cycles: int = field(default=10, metadata=_m(min=1, max=10_000_000))
     """Sampling cycles per iteration and replica."""
     sweeps_per_cycle: int = field(default=5, metadata=_m(min=1, max=1_000_000))
@@ -403,6 +408,20 @@ class PropertiesSection:
     p2d_template: Path | None = field(default=None, metadata=_m(file=True))
     """A P2D parameter file (inputs/p2d-*.yaml) whose cathode particle receives mu(x), D and the interface
     energy measured here; the result goes to the continuum group (``properties/p2d-parameters.yaml``)."""
+    grade: bool = True
+    """Grade every MD/GCMC run of the MTP on the fly, as the replicas do (``replicas.gcmc.gamma_select`` and
+    ``gamma_stop``): a run whose grade exceeds gamma_stop, or whose LAMMPS run fails under the MTP, has left
+    the learned domain. false: runs go on whatever the grade (e.g. to measure an undertrained potential)."""
+    gamma_check_steps: int = field(default=10, metadata=_m(min=1))
+    """MD steps between two grades of a diffusion or interface run (the free energy uses the replicas')."""
+    max_relearn: int = field(default=2, metadata=_m(min=0, max=1000))
+    """A run that left the learned domain sends its most extrapolative frames to the trainer as candidates and
+    reopens active learning, at most this many times in a campaign (each time at most one iteration beyond
+    campaign.iterations); every MTP run is then redone with the improved potential. Once spent, such a run is
+    reported failed with its reason (the free energy rolls back and goes on, as up to max_halts allows)."""
+    candidates_per_run: int = field(default=4, metadata=_m(min=1, max=1000))
+    """Frames a run that left the domain sends: the most extrapolative with gamma_select < gamma < gamma_stop
+    (or, if there are none, the first graded beyond gamma_stop)."""
 
 
 @dataclass(frozen=True)
@@ -419,6 +438,14 @@ class ContinuumSection:
             raise ConfigError(f"{key}.parameters", "engine 'p2d' needs a parameter file (e.g. inputs/p2d-mnfepba.yaml)")
 
 
+def properties_temperatures_K(pc: PropertiesSection) -> tuple[float, ...]:
+    """The temperatures the properties runs are done at, sorted (the replicas' default temperatures)."""
+    temps = set(pc.diffusion.temperatures_K) | set(pc.free_energy.temperatures_K)
+    if pc.interface.repeats:
+        temps.add(pc.interface.temperature_K)
+    return tuple(sorted(temps))
+
+
 @dataclass(frozen=True)
 class Campaign:
     campaign: CampaignSection
@@ -430,6 +457,13 @@ class Campaign:
     properties: PropertiesSection = PropertiesSection()
     continuum: ContinuumSection = ContinuumSection()
     source: Path | None = field(default=None, metadata=_m(internal=True))
+
+    def __post_init__(self) -> None:
+        # derived here, not in the loader, so that every way of building a Campaign gets the same replicas
+        pc, rep = self.properties, self.replicas
+        derived = {"temperatures_K": rep.temperatures_K or properties_temperatures_K(pc) or (300.0,),
+                   "mu_eV": rep.mu_eV or ((pc.free_energy.mu_eV,) if pc.free_energy.temperatures_K else (0.0,))}
+        object.__setattr__(self, "replicas", replace(rep, **derived))
 
     def check(self, key: str) -> None:
         if self.properties.reference and self.replicas.engine != "lammps-gcmc":

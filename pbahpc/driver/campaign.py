@@ -35,7 +35,8 @@ from .progress import Reporter
 from .signals import StopSignal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REQUEUE = 0, 1, 2, 75
-_FAILED, _STOP, _UNFINISHED, _WRITE_FAILED, _CONVERGED = range(5)
+_FAILED, _STOP, _UNFINISHED, _WRITE_FAILED, _CONVERGED, _REOPEN = range(6)
+_FLAGS = _REOPEN + 1  # length of the flag vector agreed at each sync point
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ PIPELINE = (
     Stage("select", "trainer", (("selected", "oracle"),), method="select"),
     Stage("label", "oracle", (("labels", "trainer"), ("screened", "trainer"))),
     Stage("train", "trainer", (("potential", "replicas"), ("potential", "properties"), ("parameters", "continuum"))),
-    Stage("properties", "properties", (("cell_parameters", "continuum"),)),
+    Stage("properties", "properties", (("cell_parameters", "continuum"), ("candidates", "trainer"))),
     Stage("continuum", "continuum", ()),
 )
 
@@ -112,6 +113,7 @@ class Driver:
         self.outbox: dict[str, dict[str, Any] | None] = {g.name: None for g in self.mine}
         self.iteration = self.stage = self.syncs = 0
         self.converged = False  # agreed at a sync point of the current iteration
+        self.extra_iterations = 0  # added to campaign.iterations by properties that reopened active learning
         self.last_checkpoint: Path | None = None
         self._write_error: str | None = None  # rank 0: a background write failed; agreed on at the next sync
         self._last_ckpt_time = time.monotonic()
@@ -125,7 +127,9 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - agreed on below, like a failed stage
             error = f"rank {self.rank}: creating components failed: {type(exc).__name__}: {exc}"
             self._report_traceback(error)
-        if self._agree(np.array([error is not None, 0, 0, 0, 0], dtype=np.int64), error)[_FAILED]:
+        flags = np.zeros(_FLAGS, dtype=np.int64)
+        flags[_FAILED] = error is not None
+        if self._agree(flags, error)[_FAILED]:
             self._fail(error)
             raise StartupFailed("components could not be created")
 
@@ -164,15 +168,20 @@ class Driver:
             self._write_timings(timings)
         return code
 
+    @property
+    def budget(self) -> int:
+        """Iterations this campaign may run: campaign.iterations, plus those granted to properties runs that
+        left the learned domain (at most properties.max_relearn)."""
+        return self.cfg.campaign.iterations + self.extra_iterations
+
     def _loop(self) -> int:
-        n_iter = self.cfg.campaign.iterations
-        while self.iteration < n_iter and not (self.converged and self.stage == 0):
+        while self.iteration < self.budget and not (self.converged and self.stage == 0):
             stage = self.pipeline[self.stage]
             groups = [g for g in self.mine if g.role == stage.role]
             if not self.layout.of_role(stage.role):
                 self._advance()  # a role with no ranks: its stage is skipped everywhere
                 continue
-            flags = np.zeros(5, dtype=np.int64)
+            flags = np.zeros(_FLAGS, dtype=np.int64)
             error = None
             self.reporter.begin(self.iteration, stage.name)
             t = time.perf_counter()
@@ -185,6 +194,7 @@ class Driver:
                         self.outbox[g.name] = run(self._context(g, stage), self.inbox[g.name])
                     flags[_UNFINISHED] |= self.outbox[g.name] is None
                     flags[_CONVERGED] |= self.rank == g.root and bool((self.outbox[g.name] or {}).get("converged"))
+                    flags[_REOPEN] |= self.rank == g.root and bool((self.outbox[g.name] or {}).get("relearn"))
             except Exception as exc:  # noqa: BLE001 - reported to every rank at the sync point
                 flags[_FAILED] = 1
                 error = f"rank {self.rank} ({'/'.join(g.name for g in groups)}) failed in stage " \
@@ -201,6 +211,8 @@ class Driver:
                 return self._fail(error or self._write_error)
             if not agreed[_UNFINISHED]:
                 self.converged |= bool(agreed[_CONVERGED]) and self.cfg.campaign.stop_when_converged
+                if agreed[_REOPEN]:
+                    self._reopen()
                 self._route(stage)
                 self._advance()
             self.syncs += 1
@@ -217,18 +229,29 @@ class Driver:
             return EXIT_FAILED
         return EXIT_OK
 
+    def _reopen(self) -> None:
+        """A properties run left the learned domain and sent candidates to the trainer: active learning goes on
+        (the potential is no longer final), for one more iteration at least, even beyond the budget."""
+        self.converged = False
+        if self.iteration + 1 >= self.budget and self.extra_iterations < self.cfg.properties.max_relearn:
+            self.extra_iterations += 1
+            self.reporter.iterations = self.budget
+        if self.rank == 0:
+            self.log.info("iteration %d/%d: properties left the learned domain; active learning reopened",
+                          self.iteration + 1, self.budget)
+
     def _advance(self) -> None:
         self.stage += 1
         if self.stage == len(PIPELINE):
             self.stage = 0
             self.iteration += 1
             if self.rank == 0:
-                self.log.info("iteration %d/%d done%s", self.iteration, self.cfg.campaign.iterations,
+                self.log.info("iteration %d/%d done%s", self.iteration, self.budget,
                               ": converged" if self.converged else "")
 
     def _context(self, g: Group, stage: Stage) -> component.StepContext:
         # converged: agreed at an earlier stage of this iteration, which then ends the campaign (_loop)
-        last = self.iteration == self.cfg.campaign.iterations - 1 or self.converged
+        last = self.iteration == self.budget - 1 or self.converged
         return component.StepContext(self.comms[g.name], g, self.iteration, self.logs[g.name],
                                      lambda: self.stop.requested, self.stop.add_interrupt,
                                      self.reporter.sender(g, stage.name, self.iteration), last_iteration=last)
@@ -266,7 +289,9 @@ class Driver:
                     continue
                 received = {p.name: self.p2p.recv(source=p.root, tag=tag) for p in producers} \
                     if self.rank == c.root else None
-                self.inbox[c.name][channel] = self.comms[c.name].bcast(received, root=0)
+                # merged: a channel may be fed by two stages before its consumer runs (candidates from the
+                # properties of one iteration and the replicas of the next)
+                self.inbox[c.name].setdefault(channel, {}).update(self.comms[c.name].bcast(received, root=0))
             for r in reqs:
                 r.wait()
         self.reporter.end(producers, self.outbox)
@@ -349,7 +374,7 @@ class Driver:
             # ``gathered`` went through pickling (p2p to rank 0, even from itself): a private copy
             # that the writer thread may read while the components go on.
             payload = {"driver": {"iteration": self.iteration, "stage": self.stage, "syncs": self.syncs,
-                                  "converged": int(self.converged),
+                                  "converged": int(self.converged), "extra_iterations": self.extra_iterations,
                                   # a copy: the reporter replaces (never changes) its entries later
                                   "summaries": dict(self.reporter.summaries)},
                        "groups": {name: {"inbox": ranks[0]["inbox"], "outbox": ranks[0]["outbox"],
@@ -410,6 +435,8 @@ class Driver:
             r.wait()
         self.iteration, self.stage, self.syncs = (int(driver[k]) for k in ("iteration", "stage", "syncs"))
         self.converged = bool(driver.get("converged", 0))
+        self.extra_iterations = int(driver.get("extra_iterations", 0))
+        self.reporter.iterations = self.budget
         self.reporter.summaries = dict(driver.get("summaries", {}))  # for the closing summary
         self.last_checkpoint = path
         if self.rank == 0:

