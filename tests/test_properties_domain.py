@@ -65,13 +65,14 @@ def _rounds(log: str) -> int:
 
 def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redone(tmp_path):
     """The run's frames go to the trainer, another iteration labels and retrains, and the run is done again
-    with the new MTP, as often as it leaves the domain (up to max_relearn = 3; this seed needs 3). The
+    with the new MTP, as often as it leaves the domain (up to max_relearn = 6: how many rounds the toy MTP
+    needs depends on its fit, 3 before the species coefficients were held, 4+ after). The
     campaign is stopped
     after the first round and resumed: the relearning state (the driver's extra iterations, the engine's
     rounds and pending runs) must survive the checkpoint, or the resumed campaign would end at its original
     budget of one iteration without redoing the run."""
     pytest.importorskip("motep")
-    path = _far_above(tmp_path, max_relearn=3)
+    path = _far_above(tmp_path, max_relearn=6)
     run_dir = tmp_path / "run"
     log = run_dir / "logs" / "properties.log"
     code, err = stop_when(path, log, _left, timeout=300)
@@ -83,7 +84,7 @@ def test_a_diffusion_run_far_above_the_sampled_temperature_is_relearned_and_redo
     text = log.read_text()
     left, rounds = _left(text), _rounds(text)
     assert left and all(n > 0 for _, _, n in left), left
-    assert {name for name, _, _ in left} >= {"diffusion/x1/T1500"} and 1 <= rounds <= 3, (left, rounds)
+    assert {name for name, _, _ in left} >= {"diffusion/x1/T1500"} and 1 <= rounds <= 6, (left, rounds)
     props, _ = read_checkpoint_file(run_dir / "properties" / "properties.h5")
     runs = props["runs"]
     assert not str(runs["diffusion|x1|T1500"].get("failed", "")), runs["diffusion|x1|T1500"]
