@@ -441,6 +441,10 @@ class GcmcMdReplica:
         self.lmp.close()
         self.lmp = self._open()
         self.lmp.command(f"read_restart {restart}")
+        # the restart keeps fix gcmc's exclusion group of every fix ID so far (one per fix and halt): they
+        # would exceed LAMMPS's 32 groups after some 14 halts; the fixes defined below make their own
+        for name in [g for g in self.lmp.available_ids("group") if g and g.startswith("FixGCMC:")]:
+            self.lmp.command(f"group {name} delete")
         self._pair_style()
         self.lmp.command("neighbor 2.0 bin")
         self.lmp.command("neigh_modify every 1 delay 0 check yes")
