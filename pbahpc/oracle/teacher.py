@@ -134,20 +134,21 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   for the teacher without the Na-Na well was reversible and gradual (-1.55: 0.12 / 0.10; -1.45:
   0.60 / 0.63; -1.35: 1.14 / 1.21). Above x ~ 1.7 the scan up fills slowly (the tilted Na-rich lattice).
 * Free-energy windows with the teacher itself (``properties.reference`` of a demo-like trial: 2x2x2,
-  500 K, biased GCMC-MD windows N = 64 .. 0, phi 0.02 eV, 6 cycles per window, overlap_cutoff 1.0 A,
+  500 K, biased GCMC-MD windows N = 0 .. 64, phi 0.02 eV, 6 cycles per window, overlap_cutoff 1.0 A,
   20 exchanges + 20 translations per fix gcmc call, NPT at 0.5 fs, 2 ranks): the run died with "Lost
   atoms" after 16-45 windows (3 seeds of 3); the same windows on one rank always finished (3 seeds).
   Thermo at every step (seed 2): the PE jumped by +70, +253, +1570, +11000 eV exactly at fix gcmc
   steps, the last one to 2e6 K. Not the teacher, the MD timestep or the overlap cutoff: fix gcmc with
   full_energy on more than one rank drops the wrong atom after a translation across a subdomain
   boundary (GcmcMdReplica._gc_fixes; tests/test_gcmc.py reproduces it). With translations in a fix of
-  their own, the 2-rank windows finish (seed 1 of the failing three; a stress run with 100
-  translations of up to 2 A per call, seeds 1, 2: the old code lost atoms in one, the new in none)
-  and give binodals (MBAR, properties report, seed 1) x = 0.261 +- 0.014 and 0.970 +- 0.019,
-  spinodals 0.41 / 0.82: strictly inside (0, 2). The rich binodal lies far below the GCMC scans'
-  ~1.8: in a 1-rank run (seed 3) the windows above N ~ 43 (x ~ 1.35) stayed at N = 43 for their 6
-  cycles (insertions into the contracted Na-rich lattice are rarely accepted), so it is not
-  converged at these window lengths.
+  their own, the 2-rank windows finish (seeds 1 and 2 of the failing three; a stress run with 100
+  translations of up to 2 A per call, seeds 1, 2: the old code lost atoms in one, the new in none).
+  Binodals (MBAR, properties report):
+  seed 1 x = 0.261 +- 0.014 and 0.970 +- 0.019, spinodals 0.41 / 0.82, strictly inside (0, 2); seed 2
+  "no miscibility gap". So 6 cycles per window do not converge them: in a 1-rank run (seed 3) the
+  windows above N ~ 43 (x ~ 1.35) stayed at N = 43 for their 6 cycles (insertions into the
+  contracted Na-rich lattice are rarely accepted), and the rich binodal of seed 1 lies far below the
+  GCMC scans' ~1.8.
 * Tracer D in the properties analysis (properties.diffusion: 2x2x2, 1 fs, frames every 0.01 ps, MSD
   over all origins, 8 time blocks, lags up to half a block = production / 16). The Na MSD is a cage
   plateau (overshoot to 1.6-2 A^2 at 0.4 ps, ~1.4-2 A^2 after) plus hops of 5.1 A. In the trial's 20
@@ -160,7 +161,7 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   Na-poor 900 K: 20 / 50 ps not linear, 100 ps 0.129 +- 0.046 (resolved);
   Na-poor 700 K: 100 ps 0.063 +- 0.050 (not resolved: too few hops of 8 Na);
   Na-poor 600 K: 50 ps 0.036 +- 0.028 (linear, not resolved); Na-rich 700 K: 50 ps 0.006 +- 0.008 (MSD
-  at 25 ps 2.1 A^2, the plateau: no hops to speak of).
+  at 25 ps 2.1 A^2, the plateau: no hops to speak of), 100 ps 0.012 +- 0.004 (not linear).
   Production the demo needs for "resolved" (a window reaching ~6 ps, and >= ~20 hops for D > 2 sigma:
   hops = n_Na 6 D t / (5.1 A)^2): Na-rich 900 K 100 ps (50 ps with 4 blocks); Na-poor 900 K 100 ps;
   Na-poor 700 K > 100 ps (~200 ps by the hop count); below 700 K, and the Na-rich phase at <= 700 K
