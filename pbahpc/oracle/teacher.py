@@ -170,7 +170,11 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
 * Open (issue 15): hop barriers of 0.3-0.65 eV with D resolved in 20-50 ps (the rigid barriers are
   0.12 / 0.28 eV; the Na-rich D at 600 K is barely resolved in 40 ps); a D ratio >= 10 at 600 K that
   holds over seeds (4.2 over 4 seeds; use x = 0.5 / 1.5 or longer runs to tame the noise); the
-  binodals at other temperatures and in a larger cell.
+  binodals at other temperatures and in a larger cell; converged reference windows (more cycles or
+  exchanges per window near x = 2). Note that barriers of 0.3-0.65 eV make D at 500-700 K smaller
+  than this teacher's, so "resolved within 20-50 ps of a 2x2x2 cell" then needs the analysis to reach
+  longer lags (the properties engine's 8 blocks cap the window at production / 16; this module's
+  numbers use 4 blocks, tools/teacher_cathode_check.py) or more hopping ions.
 """
 from __future__ import annotations
 
