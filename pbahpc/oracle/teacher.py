@@ -145,10 +145,11 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   translations of up to 2 A per call, seeds 1, 2: the old code lost atoms in one, the new in none).
   Binodals (MBAR, properties report):
   seed 1 x = 0.261 +- 0.014 and 0.970 +- 0.019, spinodals 0.41 / 0.82, strictly inside (0, 2); seed 2
-  "no miscibility gap". So 6 cycles per window do not converge them: in a 1-rank run (seed 3) the
-  windows above N ~ 43 (x ~ 1.35) stayed at N = 43 for their 6 cycles (insertions into the
-  contracted Na-rich lattice are rarely accepted), and the rich binodal of seed 1 lies far below the
-  GCMC scans' ~1.8.
+  "no miscibility gap"; with 100 exchanges per call (1 rank) seeds 1 and 2 both "no miscibility gap".
+  So these windows do not reproduce the gap the GCMC scans above show: the top windows never fill
+  (N stays at 43-50 with 20 exchanges, 52-53 with 100, of 64: insertions into the contracted Na-rich
+  lattice are rarely accepted), and a window lasts 0.6 ps of MD, shorter than the barostat's 1 ps,
+  while the scans' points last 10 ps (the gap rests on the lattice contracting with x).
 * Tracer D in the properties analysis (properties.diffusion: 2x2x2, 1 fs, frames every 0.01 ps, MSD
   over all origins, 8 time blocks, lags up to half a block = production / 16). The Na MSD is a cage
   plateau (overshoot to 1.6-2 A^2 at 0.4 ps, ~1.4-2 A^2 after) plus hops of 5.1 A. In the trial's 20
