@@ -149,7 +149,10 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   So these windows do not reproduce the gap the GCMC scans above show: the top windows never fill
   (N stays at 43-50 with 20 exchanges, 52-53 with 100, of 64: insertions into the contracted Na-rich
   lattice are rarely accepted), and a window lasts 0.6 ps of MD, shorter than the barostat's 1 ps,
-  while the scans' points last 10 ps (the gap rests on the lattice contracting with x).
+  while the scans' points last 10 ps (the gap rests on the lattice contracting with x). With 20
+  cycles per window (2 ps each; 1 rank, 20 exchanges) seed 2 finds the gap: binodals 0.323 +- 0.054
+  and 0.852 +- 0.059, spinodals 0.43 / 0.74, strictly inside (0, 2); the demo's reference windows
+  need >= 20 cycles (the rich binodal stays well below the scans' ~1.8).
 * Tracer D in the properties analysis (properties.diffusion: 2x2x2, 1 fs, frames every 0.01 ps, MSD
   over all origins, 8 time blocks, lags up to half a block = production / 16). The Na MSD is a cage
   plateau (overshoot to 1.6-2 A^2 at 0.4 ps, ~1.4-2 A^2 after) plus hops of 5.1 A. In the trial's 20
