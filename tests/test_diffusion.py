@@ -76,13 +76,37 @@ def test_ballistic_start_is_skipped():
     x = np.cumsum(lfilter([1.0], [1.0, -rho], xi, axis=0) * dt, axis=0)
     fit = diffusion_coefficient(x, dt, n_blocks=4)
     assert fit.linear_ok
-    assert fit.t_start_ps > 3 * tau  # alpha(3 tau) = 1.4: still ballistic-ish
+    # MSD = 6 c0 tau (t - tau (1 - exp(-t / tau))): a line of intercept -6 c0 tau^2 once exp(-t / tau) is
+    # small; before tau the curvature of MSD - intercept is plain
+    assert fit.t_start_ps > tau
     i = int(round(fit.t_start_ps / dt))
     t = np.arange(len(fit.msd_A2)) * dt
     alpha = np.gradient(np.log(fit.msd_A2[1:]), np.log(t[1:]))
-    assert alpha[0] > 1.9 and abs(alpha[i - 1] - 1) < 0.3
+    y = fit.msd_A2 - fit.intercept_A2
+    assert alpha[0] > 1.9 and abs(np.log(y[2 * i] / y[i]) / np.log(2) - 1) < 0.25  # straight from the start
     assert abs(fit.D_A2_per_ps / d_exact - 1) < 0.05
     assert abs(fit.D_A2_per_ps - d_exact) < 3.5 * fit.sigma_A2_per_ps
+
+
+def test_hopping_with_a_cage_plateau_is_linear():
+    """Ions hopping between cages (Poisson, 5.1 A jumps) and rattling in them (MSD plateau 2 A^2, like
+    the cathode teacher's Na): MSD = 2 + 6 D t. d ln MSD / d ln t stays far below 1 over the window
+    (6 D t < 2 A^2), yet the MSD is a straight line and D comes out exact within its error."""
+    rng = np.random.default_rng(5)
+    dt, n_t, n_a, jump, rate = 0.01, 8000, 64, 5.1, 0.02  # ps, frames, ions, A, hops per ps per ion
+    D = rate * jump**2 / 6  # 0.087 A^2/ps
+    hops = rng.poisson(rate * dt, size=(n_t, n_a)) * rng.choice([-1, 1], size=(n_t, n_a))
+    axis = rng.integers(0, 3, size=(n_t, n_a))
+    steps = np.zeros((n_t, n_a, 3))
+    np.put_along_axis(steps, axis[..., None], (hops * jump)[..., None], axis=2)
+    x = np.cumsum(steps, axis=0) + rng.normal(scale=np.sqrt(2.0 / 6), size=(n_t, n_a, 3))  # <|u(t)-u(0)|^2> = 2
+    fit = diffusion_coefficient(x, dt)
+    t = np.arange(len(fit.msd_A2)) * dt
+    end = int(round(fit.t_end_ps / dt))
+    assert np.log(fit.msd_A2[end] / fit.msd_A2[end // 2]) / np.log(2) < 0.75  # the old rule: not linear
+    assert fit.linear_ok
+    assert abs(fit.D_A2_per_ps - D) < 3 * fit.sigma_A2_per_ps and fit.D_A2_per_ps > 2 * fit.sigma_A2_per_ps
+    assert abs(fit.intercept_A2 - 2.0) < 0.3  # the plateau
 
 
 def test_no_linear_regime_is_flagged():

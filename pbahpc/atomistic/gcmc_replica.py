@@ -201,6 +201,23 @@ class GcmcMdReplica:
         its random state (the replica would replay the path that led to the halt)."""
         return f"{FIX_GC}{len(self.halts) or ''}"
 
+    def _gc_fixes(self) -> list[tuple[str, int, int]]:
+        """(fix ID, exchanges, translations) of the fix gcmc instances, in LAMMPS's order.
+
+        Translations get a fix of their own. With full_energy (always under the MTP) on more than one
+        rank, fix gcmc (LAMMPS 22Jul2025) trusts local atom indices across the comm->exchange() of its
+        energy evaluation: a rejected insertion drops the last local atom, a deletion acts on an index
+        taken before the exchange. After a translation that carried an ion across a subdomain boundary
+        (rejected: put back on the rank it moved to), the next exchange move's exchange reorders the atoms
+        and the wrong atom goes: a rejected insertion stays, whatever its energy (the 2-rank reference
+        windows of the demo: PE jumps of +70 to +11000 eV at fix gcmc steps, then "Lost atoms"; one rank
+        never). Every fix gcmc call starts and ends with an exchange, so a fix without translations always
+        starts its insertions and deletions with every atom at home."""
+        fid, gc = self._fix_gc(), self.gc
+        if gc.exchanges and gc.translations:
+            return [(fid, gc.exchanges, 0), (f"{fid}t", 0, gc.translations)]
+        return [(fid, gc.exchanges, gc.translations)]
+
     def _seed(self) -> int:
         return int(self.rng.integers(1, 2**31 - 1))
 
@@ -228,8 +245,9 @@ class GcmcMdReplica:
         lmp.set_fix_external_callback(FIX_CTL, self._callback)
         full = " full_energy" if gc.full_energy else ""
         full += f" overlap_cutoff {gc.overlap_cutoff_A}" if gc.overlap_cutoff_A > 0 else ""
-        lmp.command(f"fix {self._fix_gc()} inserted gcmc {self.steps} {gc.exchanges} {gc.translations} {self.type_ins} "
-                    f"{self._seed()} {T} {self.mu_eV} {gc.max_displacement_A}{full}")
+        for fid, exchanges, translations in self._gc_fixes():
+            lmp.command(f"fix {fid} inserted gcmc {self.steps} {exchanges} {translations} {self.type_ins} "
+                        f"{self._seed()} {T} {self.mu_eV} {gc.max_displacement_A}{full}")
         lmp.command("variable pbahpc_nins equal count(inserted)")
         lmp.command("thermo_style custom step pe vol lx ly lz xy xz yz")
         lmp.command("thermo 0")
@@ -280,7 +298,9 @@ class GcmcMdReplica:
         self.windows.record(n)
         from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
-        counts = np.array([lmp.extract_fix(self._fix_gc(), LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
+        # the translation-only fix counts no exchanges and the exchange-only fix no translations: a sum
+        counts = sum(np.array([lmp.extract_fix(fid, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, i) for i in range(6)])
+                     for fid, _, _ in self._gc_fixes())
         delta = np.where(counts >= self.prev_counts, counts - self.prev_counts, counts)  # counters reset per run
         self.prev_counts = counts
         self.obs["accept"].append([delta[2 * k + 1] / delta[2 * k] if delta[2 * k] else np.nan for k in range(3)])
@@ -427,6 +447,10 @@ class GcmcMdReplica:
         self.lmp.close()
         self.lmp = self._open()
         self.lmp.command(f"read_restart {restart}")
+        # the restart keeps fix gcmc's exclusion group of every fix ID so far (one per fix and halt): they
+        # would exceed LAMMPS's 32 groups after some 14 halts; the fixes defined below make their own
+        for name in [g for g in self.lmp.available_ids("group") if g and g.startswith("FixGCMC:")]:
+            self.lmp.command(f"group {name} delete")
         self._pair_style()
         self.lmp.command("neighbor 2.0 bin")
         self.lmp.command("neigh_modify every 1 delay 0 check yes")

@@ -99,24 +99,27 @@ def choose_linear_window(lag_ps: np.ndarray, msd_A2: np.ndarray, max_lag: int, t
     """(first, last, ok): the lag indices of the fit window.
 
     Rule: the window ends at ``max_lag`` (the caller's cut of the noisy long-lag tail). It starts at
-    the smallest log-grid lag from which the local exponent alpha = d ln MSD / d ln t stays within
-    1 +- ``tol`` for every grid lag up to the end -- this skips the ballistic (alpha ~ 2) and the
-    vibrational/caging plateau (alpha < 1) regimes. The window must span at least a factor
-    ``min_span`` in time; if no such start exists the start is forced to max_lag / min_span and
-    ``ok`` is False (the MSD is not yet linear: run longer or hotter).
+    the smallest log-grid lag s from which the MSD is a straight line: with b the intercept of the line
+    fitted over [s, max_lag], the local exponent alpha = d ln(MSD - b) / d ln t stays within 1 +- ``tol``
+    at every grid lag of the window (and the slope is positive) -- this skips the ballistic (alpha ~ 2)
+    and the vibrational/caging regimes. The intercept matters for hopping ions: their MSD is a cage
+    plateau P plus 6 D t, linear as soon as the plateau is reached, while d ln MSD / d ln t only nears 1
+    once 6 D t >> P (the teacher's Na: P ~ 2 A^2, so hundreds of ps for D ~ 0.05 A^2/ps). The window
+    must span at least a factor ``min_span`` in time; if no such start exists the start is forced to
+    max_lag / min_span and ``ok`` is False (the MSD is not yet linear: run longer or hotter).
     """
-    grid, alpha = local_slope(lag_ps[: max_lag + 1], msd_A2[: max_lag + 1], points_per_decade)
-    good = np.abs(alpha - 1.0) <= tol
+    grid, _ = local_slope(lag_ps[: max_lag + 1], msd_A2[: max_lag + 1], points_per_decade)
     latest = int(max_lag / min_span)
-    start = None
-    for k in range(len(grid) - 1, -1, -1):  # walk back from the end while alpha stays ~ 1
-        if not good[k]:
-            break
-        start = int(grid[k])
-    ok = start is not None and start <= latest
-    if not ok:
-        start = max(1, latest)
-    return start, max_lag, ok
+    t, msd = lag_ps[: max_lag + 1], msd_A2[: max_lag + 1]
+    for start in grid[grid <= latest]:
+        slope, intercept = np.polyfit(t[start:], msd[start:], 1)
+        pts = grid[grid >= start]
+        y = msd[pts] - intercept
+        if slope <= 0 or len(pts) < 3 or np.any(y <= 0):
+            continue
+        if np.all(np.abs(np.gradient(np.log(y), np.log(t[pts])) - 1.0) <= tol):
+            return int(start), max_lag, True
+    return max(1, latest), max_lag, False
 
 
 @dataclass
