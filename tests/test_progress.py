@@ -109,7 +109,7 @@ def test_demo_shows_stages_progress_and_where_the_results_are(tmp_path):
     assert {"report", "potential", "plots", "P2D results"} <= places.keys(), tail
     for paths in places.values():
         assert all(Path(p).is_file() for p in paths), paths
-    assert places["report"] == [str(run_dir / "properties" / "report.txt")]
+    assert places["report"] == [str(run_dir / "report.html"), str(run_dir / "properties" / "report.txt")]
     assert re.fullmatch(r".*/potentials/potential-\d{6}\.mtp", places["potential"][0])
     headline = {m[1]: m[2] for line in tail if (m := re.match(r"^  (train|properties|continuum) +(.*)$", line))}
     assert "rmse training" in headline["train"] and "final voltage" in headline["continuum"], tail
