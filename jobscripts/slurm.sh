@@ -29,28 +29,45 @@ venv=${PBAHPC_VENV:-$SLURM_SUBMIT_DIR/.venv}
 source "$venv/bin/activate"
 # ---------------------------------------------------------------------------------------------------
 
+# --signal=B:... signals only this shell, not the step. srun forwards signals it receives to all of
+# its tasks, so `kill -USR1 <srun pid>` is the simplest forwarder (no step id needed, unlike
+# `scancel -s USR1 $SLURM_JOB_ID.<step>`). The trap comes first: an untrapped USR1 kills this shell,
+# and with a short limit the warning can come during the pre-flight below ("up to 60 s early").
+srun_pid="" forwarded=0 warned=0
+on_usr1() {
+    warned=1
+    echo "[slurm] $(date -Is) USR1: the time limit is near${srun_pid:+; asking pbahpc to checkpoint}"
+    [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] && kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
+}
+trap on_usr1 USR1
+
+requeue() {
+    echo "[slurm] requeueing job $SLURM_JOB_ID"
+    if ! scontrol requeue "$SLURM_JOB_ID"; then
+        echo "[slurm] requeue failed; resubmit with: sbatch jobscripts/slurm.sh $campaign"
+        exit "$requeue_rc"
+    fi
+    exit 0
+}
+
 echo "[slurm] $(date -Is) job $SLURM_JOB_ID on $SLURM_JOB_NUM_NODES node(s), $SLURM_NTASKS task(s);" \
      "restart count ${SLURM_RESTART_COUNT:-0}; campaign $campaign"
 
 # Pre-flight on the first start only: one rank per node checks that mpi4py, LAMMPS and PETSc load
 # a single MPI (a mix hangs at the first collective, which would waste the whole allocation).
+# --ntasks: the job's SLURM_NTASKS would otherwise override --ntasks-per-node=1.
 if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then
-    srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 python -m pbahpc.doctor || exit 1
+    srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 \
+        python -m pbahpc.doctor || exit 1
 fi
+# Warned before pbahpc started: nothing new to checkpoint, and it could not catch the signal yet.
+[ "$warned" = 1 ] && requeue
 
-# --signal=B:... signals only this shell, not the step. srun forwards signals it receives to all of
-# its tasks, so `kill -USR1 <srun pid>` is the simplest forwarder (no step id needed, unlike
-# `scancel -s USR1 $SLURM_JOB_ID.<step>`). Bash runs traps only between commands, hence srun in
-# the background and `wait`, which a trapped signal interrupts.
+# Bash runs traps only between commands, hence srun in the background and `wait`, which a trapped
+# signal interrupts.
 # --kill-on-bad-exit=0: ranks leave with 75 one after another; the site default (often 1) would
 # kill the slower ranks and turn 75 into a signal exit. Add --mpi=pmi2 (or pmix) if the site's
 # default PMI does not match your MPI (`srun --mpi=list`).
-srun_pid="" forwarded=0
-on_usr1() {
-    echo "[slurm] $(date -Is) USR1: asking pbahpc to checkpoint"
-    [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] && kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
-}
-trap on_usr1 USR1   # set before srun starts: an untrapped USR1 would kill this shell
 # PBAHPC_NODES / PBAHPC_NTASKS (optional) confine the pbahpc step to part of the allocation, leaving
 # the rest free for job steps the oracle launches (e.g. VASP, see jobscripts/production.sh).
 srun --kill-on-bad-exit=0 ${PBAHPC_NODES:+--nodes=$PBAHPC_NODES} ${PBAHPC_NTASKS:+--ntasks=$PBAHPC_NTASKS} \
@@ -65,12 +82,5 @@ while :; do
 done
 echo "[slurm] $(date -Is) pbahpc exited with $rc"
 
-if [ "$rc" = "$requeue_rc" ]; then
-    echo "[slurm] checkpoint written; requeueing job $SLURM_JOB_ID"
-    if ! scontrol requeue "$SLURM_JOB_ID"; then
-        echo "[slurm] requeue failed; resubmit with: sbatch jobscripts/slurm.sh $campaign"
-        exit "$rc"
-    fi
-    exit 0
-fi
+[ "$rc" = "$requeue_rc" ] && { echo "[slurm] checkpoint written"; requeue; }
 exit "$rc"

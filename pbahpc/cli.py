@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -150,6 +151,13 @@ def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
 
     world = MPI.COMM_WORLD  # the one place COMM_WORLD is taken; everything below gets it passed
     rank = world.Get_rank()
+    # srun with a PMI this MPI does not speak starts N singletons, each of which would run the whole
+    # campaign into the same run directory (SLURM_STEP_NUM_TASKS: set by srun, not in the batch shell)
+    step_tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    if world.Get_size() == 1 and step_tasks.isdigit() and int(step_tasks) > 1:
+        print(f"pbahpc: srun started {step_tasks} tasks but MPI sees 1 rank in each: the step's PMI does not "
+              "match this MPI; launch with srun --mpi=pmi2 or pmix (see srun --mpi=list)", file=sys.stderr)
+        return EXIT_USAGE
 
     def read():
         cfg = load(path)
