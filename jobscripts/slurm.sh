@@ -33,11 +33,14 @@ source "$venv/bin/activate"
 # its tasks, so `kill -USR1 <srun pid>` is the simplest forwarder (no step id needed, unlike
 # `scancel -s USR1 $SLURM_JOB_ID.<step>`). The trap comes first: an untrapped USR1 kills this shell,
 # and with a short limit the warning can come during the pre-flight below ("up to 60 s early").
-srun_pid="" forwarded=0 warned=0
+srun_pid="" forwarded=0 warned=0 launched=0
+readonly startup_s=5   # pbahpc catches USR1 ~1 s after its ranks start; before that it would end them
 on_usr1() {
     warned=1
     echo "[slurm] $(date -Is) USR1: the time limit is near${srun_pid:+; asking pbahpc to checkpoint}"
-    [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] && kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
+    [ -n "$srun_pid" ] && [ "$forwarded" = 0 ] || return 0
+    [ $((SECONDS - launched)) -ge "$startup_s" ] || sleep $((startup_s - (SECONDS - launched)))
+    kill -USR1 "$srun_pid" 2>/dev/null && forwarded=1
 }
 trap on_usr1 USR1
 
@@ -72,7 +75,7 @@ fi
 # the rest free for job steps the oracle launches (e.g. VASP, see jobscripts/production.sh).
 srun --kill-on-bad-exit=0 ${PBAHPC_NODES:+--nodes=$PBAHPC_NODES} ${PBAHPC_NTASKS:+--ntasks=$PBAHPC_NTASKS} \
     pbahpc run "$campaign" &
-srun_pid=$!
+srun_pid=$! launched=$SECONDS
 
 # `wait` returns >128 when a trap interrupts it; wait again until srun itself has exited.
 while :; do

@@ -143,42 +143,45 @@ def _driver_logger(run_dir: Path, rank: int) -> logging.Logger:
 
 
 def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
-    from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
-
-    from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir
-    from .driver.layout import plan
     from .driver.signals import StopSignal
 
-    world = MPI.COMM_WORLD  # the one place COMM_WORLD is taken; everything below gets it passed
-    rank = world.Get_rank()
-    # srun with a PMI this MPI does not speak starts N singletons, each of which would run the whole
-    # campaign into the same run directory (SLURM_STEP_NUM_TASKS: set by srun, not in the batch shell)
-    step_tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
-    if world.Get_size() == 1 and step_tasks.isdigit() and int(step_tasks) > 1:
-        print(f"pbahpc: srun started {step_tasks} tasks but MPI sees 1 rank in each: the step's PMI does not "
-              "match this MPI; launch with srun --mpi=pmi2 or pmix (see srun --mpi=list)", file=sys.stderr)
-        return EXIT_USAGE
-
-    def read():
-        cfg = load(path)
-        plan(cfg, world.Get_size())
-        try:
-            prepare_run_dir(cfg)
-        except OSError as exc:
-            raise ConfigError("campaign.run_dir", f"cannot create run directory ({exc})", str(path)) from None
-        return cfg
-
-    cfg = read_on_root(world, read)
-    if cfg is None:
-        return EXIT_USAGE
-    layout = plan(cfg, world.Get_size())
-    log = _driver_logger(Path(cfg.campaign.run_dir), rank)
-    if rank == 0:
-        log.info("campaign '%s' on %d rank(s), run directory %s", cfg.campaign.name, world.Get_size(),
-                 cfg.campaign.run_dir)
-        for line in layout.describe().splitlines():
-            log.info("%s", line)
+    # From the start: a batch system's warning during start-up (MPI, reading the campaign) is kept for
+    # the first sync point instead of ending the rank by the signal's default action.
     with StopSignal() as stop:
+        from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
+
+        from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir
+        from .driver.layout import plan
+
+        world = MPI.COMM_WORLD  # the one place COMM_WORLD is taken; everything below gets it passed
+        rank = world.Get_rank()
+        # srun with a PMI this MPI does not speak starts N singletons, each of which would run the whole
+        # campaign into the same run directory (SLURM_STEP_NUM_TASKS: set by srun, not in the batch shell)
+        step_tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+        if world.Get_size() == 1 and step_tasks.isdigit() and int(step_tasks) > 1:
+            print(f"pbahpc: srun started {step_tasks} tasks but MPI sees 1 rank in each: the step's PMI does not "
+                  "match this MPI; launch with srun --mpi=pmi2 or pmix (see srun --mpi=list)", file=sys.stderr)
+            return EXIT_USAGE
+
+        def read():
+            cfg = load(path)
+            plan(cfg, world.Get_size())
+            try:
+                prepare_run_dir(cfg)
+            except OSError as exc:
+                raise ConfigError("campaign.run_dir", f"cannot create run directory ({exc})", str(path)) from None
+            return cfg
+
+        cfg = read_on_root(world, read)
+        if cfg is None:
+            return EXIT_USAGE
+        layout = plan(cfg, world.Get_size())
+        log = _driver_logger(Path(cfg.campaign.run_dir), rank)
+        if rank == 0:
+            log.info("campaign '%s' on %d rank(s), run directory %s", cfg.campaign.name, world.Get_size(),
+                     cfg.campaign.run_dir)
+            for line in layout.describe().splitlines():
+                log.info("%s", line)
         try:
             driver = Driver(cfg, world, layout, stop, log, quiet)
         except StartupFailed:
