@@ -180,3 +180,22 @@ def test_scaling_sh_one_job_per_node_count_and_merge(slurm_env, tmp_path):
     # ranks as the point's MPI world counted them: 2 means one world across both nodes, not 2 singletons
     assert cols["ranks"].tolist() == [1, 2] and cols["kernel"] == ["label", "label"]
     assert "srun --exact" in next((tmp_path / "out" / "nodes-2" / "work").glob("*/command.txt")).read_text()
+
+
+def test_scaling_sh_one_allocation_with_sub_steps(slurm_env, tmp_path):
+    """`sbatch --nodes=2 scaling.sh SPEC 1 2 4`: each point a job step of K of the allocation's nodes,
+    4 skipped, then the merge, in one job."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"kernels": {"label": {"ranks": [1, 2], "strong": 2}}}))
+    e = {**slurm_env, "TASKS_PER_NODE": "1", "SCALING_OUT": str(tmp_path / "out")}
+    jobid = sbatch(e, tmp_path, f"--nodes={NODES}", "--ntasks-per-node=1", "--time=5", f"--output={tmp_path}/job.out",
+                   str(ROOT / "jobscripts" / "scaling.sh"), str(spec), "1", "2", "4")
+    deadline = time.monotonic() + 240
+    while (info := job(e, jobid))["JobState"] in ("PENDING", "RUNNING"):
+        assert time.monotonic() < deadline, info
+        time.sleep(0.5)
+    text = (tmp_path / "job.out").read_text()
+    assert info["JobState"] == "COMPLETED", text[-3000:]
+    assert "skipping 4 node(s): the allocation has 2" in text
+    cols = read_table(tmp_path / "out" / "merged" / "scaling.h5")[0]
+    assert cols["ranks"].tolist() == [1, 2]
