@@ -80,11 +80,15 @@ def _from_motep(theirs, template: MTPData) -> MTPData:
 
 @dataclass
 class _Config:
-    """One local configuration: its motep engine (which caches the neighbour vectors) and row scales."""
+    """One local configuration, as little as a pass needs: its neighbour vectors (computed once, motep's
+    padded layout: ``js`` -1 and ``rs`` at the cutoff where an atom has fewer neighbours), species
+    indices, labels and row scales. The basis data of a pass are made, used and dropped per configuration."""
 
-    atoms: Atoms
-    engine: object
+    js: np.ndarray  # (atoms, max neighbours) neighbour indices
+    rs: np.ndarray  # (atoms, max neighbours, 3) neighbour vectors, A
+    itypes: np.ndarray  # species index per atom
     counts: np.ndarray  # atoms per species
+    volume: float  # A^3 (0 without a stress label)
     energy: float
     forces: np.ndarray | None
     stress: np.ndarray | None
@@ -93,80 +97,125 @@ class _Config:
     scale_s: float
 
 
+def balance(sizes: list[int], ranks: int) -> list[list[int]]:
+    """Indices of the configurations each rank evaluates: largest first to the least loaded rank (a pass
+    costs ~ atoms), so ranks finish together when sizes differ widely. The same on every rank."""
+    load, out = [0] * ranks, [[] for _ in range(ranks)]
+    for k in sorted(range(len(sizes)), key=lambda k: (-sizes[k], k)):
+        r = min(range(ranks), key=lambda r: (load[r], r))
+        load[r] += sizes[k]
+        out[r].append(k)
+    return [sorted(o) for o in out]
+
+
+def _neighbours(atoms: Atoms, data, engine_class) -> tuple[np.ndarray, np.ndarray]:
+    """motep's neighbour indices and vectors of ``atoms`` within the cutoff (what its train mode caches)."""
+    engine = engine_class(data, mode="train")
+    engine.update_neighbor_list(atoms)
+    return engine._neighbors, engine._interatomic_vectors
+
+
 class _Problem:
-    """The loss on this rank's share of the configurations, summed over the communicator."""
+    """The loss on this rank's share of the configurations, summed over the communicator.
+
+    A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) and radial Jacobian
+    are evaluated, folded into X^T X, X^T y, y.y, the loss and its radial gradient, and dropped, so the
+    memory held is the neighbour vectors (~1.5 KB per atom at a 5 A cutoff) plus one configuration's
+    basis data. The sums travel in one Allreduce of (m^2 + m + 2 + n_radial) doubles per pass."""
 
     def __init__(self, configs: list[Atoms], data, species: tuple[str, ...], comm, weights, engine: str):
         from motep.calculator import make_mtp_engine
 
+        if engine != "cext":
+            raise ValueError(f"training engine {engine!r}: only 'cext' is supported")
         self.data, self.comm = data, comm
         w_e, w_f, w_s = weights
         n = len(configs)
         engine_class = make_mtp_engine(engine)
         numbers = np.array([atomic_numbers[s] for s in species])
+        mine = balance([len(a) for a in configs], comm.Get_size())[comm.Get_rank()]
         self.local = []
-        for atoms in configs[comm.Get_rank()::comm.Get_size()]:
+        for atoms in (configs[k] for k in mine):
             energy, forces, stress = labels(atoms)
             natoms = len(atoms)
             unknown = set(atoms.numbers) - set(numbers)
             if unknown:
                 raise ValueError(f"configuration has species {sorted(unknown)} outside {species}")
             volume = atoms.get_volume() if stress is not None else 0.0
+            js, rs = _neighbours(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc), data,
+                                 engine_class)
+            itypes = np.array([list(numbers).index(z) for z in atoms.numbers], dtype=np.int32)
             self.local.append(_Config(
-                atoms=Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc),
-                engine=engine_class(data, mode="train"),
-                counts=(atoms.numbers[:, None] == numbers[None]).sum(axis=0).astype(float),
+                js=js, rs=rs, itypes=itypes,
+                counts=np.bincount(itypes, minlength=len(numbers)).astype(float),
+                volume=volume,
                 energy=energy, forces=forces, stress=stress,
                 scale_e=np.sqrt(w_e / n) / natoms, scale_f=np.sqrt(w_f / (n * natoms)),
                 scale_s=np.sqrt(w_s / n) * volume / natoms))
         self.n_linear = data.alpha_scalar_moments + data.species_count
         self.passes = 0
 
-    def _reduce(self, array: np.ndarray) -> np.ndarray:
-        if self.comm.Get_size() > 1:
-            from mpi4py import MPI
+    def basis(self, c: _Config):
+        """motep's train-mode basis data of one configuration at the current coefficients: (basis values
+        (asm), d/dr (asm, N, 3), d/dstrain / V symmetrised (asm, 3, 3), dE/dc (n_radial), dF-gradient/dc
+        (n_radial, N, 3), dstress/dc (n_radial, 3, 3)), c the radial coefficients."""
+        from motep.potentials.mtp.base import MomentBasisData, RadialBasisData
+        from motep.potentials.mtp.cext import _mtp_cext
 
-            self.comm.Allreduce(MPI.IN_PLACE, array)
-        return array
+        mbd, rbd = MomentBasisData(mode="train"), RadialBasisData(mode="train")
+        natoms = len(c.itypes)
+        mbd.initialize(natoms, self.data)
+        rbd.initialize(natoms, self.data)
+        mbd.clean()
+        rbd.clean()
+        _mtp_cext.calc_train(c.js, c.rs, c.itypes, c.itypes[c.js], self.data, rbd, mbd)
+        k = self.data.radial_coeffs.size
+        dbdeps, dsdcs = mbd.dbdeps, mbd.dsdcs.reshape(k, 3, 3)
+        if c.volume:
+            dbdeps = 0.5 / c.volume * (dbdeps + dbdeps.transpose(0, 2, 1))
+            dsdcs = 0.5 / c.volume * (dsdcs + dsdcs.transpose(0, 2, 1))
+        return (mbd.vatoms.sum(axis=-1), mbd.dbdris, dbdeps, mbd.dvdcs.reshape(k, natoms).sum(axis=-1),
+                mbd.dgdcs.reshape(k, natoms, 3), dsdcs)
 
     def evaluate(self, gradient: bool) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
         """One pass at the current coefficients: normal equations (A, b, y.y) of the linear coefficients,
         the loss, and (if asked) its gradient over the radial coefficients at fixed linear coefficients."""
         m, asm = self.n_linear, self.data.alpha_scalar_moments
+        k = self.data.radial_coeffs.size
         theta = np.concatenate([self.data.moment_coeffs, self.data.species_coeffs])
-        a, b = np.zeros((m, m)), np.zeros(m)
-        sums = np.zeros(2)  # y.y and the loss
-        grad = np.zeros(self.data.radial_coeffs.size)
+        # one buffer, one Allreduce: A (m x m), b (m), y.y, the loss, the radial gradient (k)
+        buf = np.zeros(m * m + m + 2 + (k if gradient else 0))
+        a, b = buf[:m * m].reshape(m, m), buf[m * m:m * m + m]
+        sums, grad = buf[m * m + m:m * m + m + 2], buf[m * m + m + 2:]
         for c in self.local:
-            c.engine.calculate(c.atoms)
-            mbd = c.engine.mbd
-            rows, targets, jac = [], [], []
-            rows.append(c.scale_e * np.concatenate([mbd.values, c.counts])[None])
-            targets.append([c.scale_e * c.energy])
+            values, dbdris, dbdeps, dedcs, dgdcs, dsdcs = self.basis(c)
+            # energy row: the moment part and the species counts
+            x = c.scale_e * np.concatenate([values, c.counts])
+            y = c.scale_e * c.energy
+            r = x @ theta - y
+            a += np.outer(x, x)
+            b += x * y
+            sums += (y * y, r * r)
             if gradient:
-                jac.append(c.scale_e * mbd.dedcs.reshape(1, -1))
-            if c.forces is not None:
-                x = -mbd.dbdris.reshape(asm, -1).T
-                rows.append(c.scale_f * np.hstack([x, np.zeros((len(x), m - asm))]))
-                targets.append(c.scale_f * c.forces.ravel())
+                grad += 2.0 * r * c.scale_e * dedcs
+            # force and stress rows touch only the moment coefficients
+            for d, target, scale, jac in ((dbdris, c.forces, -c.scale_f, dgdcs), (dbdeps, c.stress, c.scale_s, dsdcs)):
+                if target is None:
+                    continue
+                x = scale * d.reshape(asm, -1)  # (asm, rows)
+                y = abs(scale) * target.ravel()
+                r = theta[:asm] @ x - y
+                a[:asm, :asm] += x @ x.T
+                b[:asm] += x @ y
+                sums += (y @ y, r @ r)
                 if gradient:
-                    jac.append(-c.scale_f * np.moveaxis(mbd.dgdcs.reshape(grad.size, -1), 0, 1))
-            if c.stress is not None:
-                x = mbd.dbdeps.reshape(asm, 9).T
-                rows.append(c.scale_s * np.hstack([x, np.zeros((9, m - asm))]))
-                targets.append(c.scale_s * c.stress.ravel())
-                if gradient:
-                    jac.append(c.scale_s * np.moveaxis(mbd.dsdcs.reshape(grad.size, 9), 0, 1))
-            x, y = np.vstack(rows), np.concatenate(targets)
-            a += x.T @ x
-            b += x.T @ y
-            residual = x @ theta - y
-            sums += (y @ y, residual @ residual)
-            if gradient:
-                grad += 2.0 * residual @ np.vstack(jac)
+                    grad += 2.0 * scale * (jac.reshape(k, -1) @ r)
         self.passes += 1
-        self._reduce(a), self._reduce(b), self._reduce(sums)
-        return a, b, float(sums[0]), float(sums[1]), self._reduce(grad) if gradient else None
+        if self.comm.Get_size() > 1:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, buf)
+        return a, b, float(sums[0]), float(sums[1]), grad.copy() if gradient else None
 
 
 def solve_linear(a: np.ndarray, b: np.ndarray, ridge: float, fixed: np.ndarray | None = None) -> np.ndarray:
@@ -219,6 +268,11 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     (evaluations of every configuration with derivatives). ``progress(alternation, passes, loss)``, if
     given, is called on every rank after each pass.
 
+    Warm start: from a trained potential (``template`` with moment coefficients, e.g. the previous
+    iteration's on a training set that has since grown) the first pass is already an L-BFGS pass at its
+    coefficients (no separate linear fit first), and ``tol`` ends the retraining as soon as an alternation
+    gains little, which after a few % of new data is after a few alternations (tools/bench_train.py).
+
     ``isolated_eV``: the reference's energy of each species' isolated atom (eV, species order), held as the
     species coefficients (an MTP atom without neighbours has exactly that energy). Fitted freely they are
     nearly degenerate with the moment terms of atoms that always have neighbours, so the energy of taking
@@ -237,6 +291,8 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
         if len(isolated_eV) != len(species):
             raise ValueError(f"isolated_eV has {len(isolated_eV)} values for {len(species)} species")
         fixed = np.asarray(isolated_eV, dtype=float)
+        theirs.species_coeffs = fixed.copy()
+    warm = radial_steps > 0 and not isinstance(template, int) and template.moment_coeffs is not None
 
     def set_linear(a, b, yy) -> float:
         """Solve for the linear coefficients; returns the loss there (from the normal equations)."""
@@ -247,21 +303,26 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     def fun(x):
         theirs.radial_coeffs = x.reshape(shape).copy()
         a, b, yy, value, grad = problem.evaluate(gradient=True)
+        last.setdefault("first", value)
         last.update(x=x.copy(), a=a, b=b, yy=yy)
         if progress is not None:
             progress(it + 1, problem.passes, value)  # fun runs inside the loop below
         return value, grad
 
-    a, b, yy, *_ = problem.evaluate(gradient=False)
-    current = set_linear(a, b, yy)
     last: dict = {}
+    if warm:  # the start's linear coefficients fit most of the data: the first L-BFGS pass is the first loss
+        current = None
+    else:
+        a, b, yy, *_ = problem.evaluate(gradient=False)
+        current = set_linear(a, b, yy)
     for it in range(max_iter if radial_steps else 0):
         x0 = theirs.radial_coeffs.ravel().copy()
+        last.clear()
         result = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": radial_steps})
         if not np.array_equal(last["x"], result.x):  # the line search ended elsewhere: evaluate there
             fun(result.x)
         # the design matrix does not depend on the linear coefficients: re-solve without a new pass
-        previous, current = current, set_linear(last["a"], last["b"], last["yy"])
+        previous, current = last["first"] if current is None else current, set_linear(last["a"], last["b"], last["yy"])
         if previous - current < tol * previous:
             break
     trained = _from_motep(theirs, start)
