@@ -9,10 +9,13 @@ Energy, forces and stress are linear in theta = (moment_coeffs, species_coeffs) 
 coefficients, so the trainer alternates (a) the exact weighted least-squares solution for theta from
 the normal equations, with a small ridge relative to the diagonal (the basis is rank-deficient from
 level 16 on, Cayley-Hamilton), and (b) a few L-BFGS steps over the radial coefficients at fixed theta.
-motep's cext engine in "train" mode evaluates everything: basis values and their position and strain
-derivatives (the design matrix) and the derivatives with respect to the radial coefficients (the
-gradient) in one pass per configuration. Every rank evaluates its share of the configurations
-(round-robin) and the sums are Allreduced on the communicator passed in; every rank ends with the same
+The native evaluator (pbahpc.mlip.evaluator, on pair_style mtp's site kernels) gives each configuration's
+design rows (basis values, their position and strain derivatives) and then the loss gradient over the
+radial coefficients directly, as the radial derivative of the energy's directional derivative along the
+residuals (motep's train mode, ``engine="cext"``, forms the full radial Jacobians of every force instead).
+The normal equations are streamed: each configuration's rows are folded into X^T X and X^T y and
+dropped. Configurations are dealt to the ranks by atom count and the sums Allreduced once per pass on
+the communicator passed in; every rank ends with the same
 potential. In the same wall time, alternation reaches a lower loss than L-BFGS over all parameters
 (motep's default); see tools/bench_train.py.
 """
@@ -120,18 +123,23 @@ class _Problem:
 
     A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) and radial Jacobian
     are evaluated, folded into X^T X, X^T y, y.y, the loss and its radial gradient, and dropped, so the
-    memory held is the neighbour vectors (~1.5 KB per atom at a 5 A cutoff) plus one configuration's
+    memory held is the neighbour vectors (~1.3 KB per atom at a 5 A cutoff) plus one configuration's
     basis data. The sums travel in one Allreduce of (m^2 + m + 2 + n_radial) doubles per pass."""
 
     def __init__(self, configs: list[Atoms], data, species: tuple[str, ...], comm, weights, engine: str):
         from motep.calculator import make_mtp_engine
 
-        if engine != "cext":
-            raise ValueError(f"training engine {engine!r}: only 'cext' is supported")
+        if engine not in ("native", "cext"):
+            raise ValueError(f"training engine {engine!r}: 'native' or 'cext' (motep's train mode)")
         self.data, self.comm = data, comm
+        self.native = None
+        if engine == "native":
+            from .evaluator import Evaluator
+
+            self.native = Evaluator(data)
         w_e, w_f, w_s = weights
         n = len(configs)
-        engine_class = make_mtp_engine(engine)
+        engine_class = make_mtp_engine("cext")  # its neighbour list
         numbers = np.array([atomic_numbers[s] for s in species])
         mine = balance([len(a) for a in configs], comm.Get_size())[comm.Get_rank()]
         self.local = []
@@ -156,26 +164,30 @@ class _Problem:
         self.passes = 0
 
     def basis(self, c: _Config):
-        """motep's train-mode basis data of one configuration at the current coefficients: (basis values
-        (asm), d/dr (asm, N, 3), d/dstrain / V symmetrised (asm, 3, 3), dE/dc (n_radial), dF-gradient/dc
-        (n_radial, N, 3), dstress/dc (n_radial, 3, 3)), c the radial coefficients."""
+        """The design of one configuration at the current coefficients: (basis values (asm), d/dR (asm, N, 3),
+        sum_n dB/dr_n (x) r_n (asm, 3, 3), unsymmetrised), and with motep's engine its radial Jacobians
+        (dE/dc (k), d(dE/dR)/dc (k, N, 3), of the strain derivative (k, 3, 3)), c the radial coefficients."""
+        if self.native is not None:
+            return (*self.native.design(c.js, c.rs, c.itypes), None)
         from motep.potentials.mtp.base import MomentBasisData, RadialBasisData
         from motep.potentials.mtp.cext import _mtp_cext
 
         mbd, rbd = MomentBasisData(mode="train"), RadialBasisData(mode="train")
-        natoms = len(c.itypes)
+        natoms, k = len(c.itypes), self.data.radial_coeffs.size
         mbd.initialize(natoms, self.data)
         rbd.initialize(natoms, self.data)
         mbd.clean()
         rbd.clean()
         _mtp_cext.calc_train(c.js, c.rs, c.itypes, c.itypes[c.js], self.data, rbd, mbd)
-        k = self.data.radial_coeffs.size
-        dbdeps, dsdcs = mbd.dbdeps, mbd.dsdcs.reshape(k, 3, 3)
-        if c.volume:
-            dbdeps = 0.5 / c.volume * (dbdeps + dbdeps.transpose(0, 2, 1))
-            dsdcs = 0.5 / c.volume * (dsdcs + dsdcs.transpose(0, 2, 1))
-        return (mbd.vatoms.sum(axis=-1), mbd.dbdris, dbdeps, mbd.dvdcs.reshape(k, natoms).sum(axis=-1),
-                mbd.dgdcs.reshape(k, natoms, 3), dsdcs)
+        return (mbd.vatoms.sum(axis=-1), mbd.dbdris, mbd.dbdeps,
+                (mbd.dvdcs.reshape(k, natoms).sum(axis=-1), mbd.dgdcs.reshape(k, -1), mbd.dsdcs.reshape(k, 9)))
+
+    def radial(self, c: _Config, jac, energy: float, displacements: np.ndarray, strain: np.ndarray) -> np.ndarray:
+        """d/dc of energy E + sum_i dE/dR_i . displacements_i + sum_ab dE/dstrain_ab strain_ab (see basis)."""
+        if jac is None:
+            return self.native.radial(c.js, c.rs, c.itypes, energy, displacements, strain)
+        dedcs, dgdcs, dsdcs = jac
+        return energy * dedcs + dgdcs @ displacements.ravel() + dsdcs @ strain.ravel()
 
     def evaluate(self, gradient: bool) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
         """One pass at the current coefficients: normal equations (A, b, y.y) of the linear coefficients,
@@ -187,8 +199,11 @@ class _Problem:
         buf = np.zeros(m * m + m + 2 + (k if gradient else 0))
         a, b = buf[:m * m].reshape(m, m), buf[m * m:m * m + m]
         sums, grad = buf[m * m + m:m * m + m + 2], buf[m * m + m + 2:]
+        if self.native is not None:
+            self.native.update()
         for c in self.local:
-            values, dbdris, dbdeps, dedcs, dgdcs, dsdcs = self.basis(c)
+            values, dbdris, dbdeps, jac = self.basis(c)
+            natoms = len(c.itypes)
             # energy row: the moment part and the species counts
             x = c.scale_e * np.concatenate([values, c.counts])
             y = c.scale_e * c.energy
@@ -196,20 +211,28 @@ class _Problem:
             a += np.outer(x, x)
             b += x * y
             sums += (y * y, r * r)
-            if gradient:
-                grad += 2.0 * r * c.scale_e * dedcs
-            # force and stress rows touch only the moment coefficients
-            for d, target, scale, jac in ((dbdris, c.forces, -c.scale_f, dgdcs), (dbdeps, c.stress, c.scale_s, dsdcs)):
-                if target is None:
-                    continue
-                x = scale * d.reshape(asm, -1)  # (asm, rows)
-                y = abs(scale) * target.ravel()
+            # force and stress rows touch only the moment coefficients; the gradient's directions are
+            # 2 x residual x row scale (d loss / d prediction) on the forces (-dE/dR) and the stress (strain / V)
+            directions = [2.0 * r * c.scale_e, np.zeros((natoms, 3)), np.zeros((3, 3))]
+            if c.forces is not None:
+                x = -c.scale_f * dbdris.reshape(asm, -1)  # (asm, rows)
+                y = c.scale_f * c.forces.ravel()
                 r = theta[:asm] @ x - y
                 a[:asm, :asm] += x @ x.T
                 b[:asm] += x @ y
                 sums += (y @ y, r @ r)
-                if gradient:
-                    grad += 2.0 * scale * (jac.reshape(k, -1) @ r)
+                directions[1] = -2.0 * c.scale_f * r.reshape(natoms, 3)
+            if c.stress is not None:
+                x = c.scale_s * 0.5 / c.volume * (dbdeps + dbdeps.transpose(0, 2, 1)).reshape(asm, 9)
+                y = c.scale_s * c.stress.ravel()
+                r = theta[:asm] @ x - y
+                a[:asm, :asm] += x @ x.T
+                b[:asm] += x @ y
+                sums += (y @ y, r @ r)
+                r = r.reshape(3, 3)
+                directions[2] = c.scale_s / c.volume * (r + r.T)
+            if gradient:
+                grad += self.radial(c, jac, *directions)
         self.passes += 1
         if self.comm.Get_size() > 1:
             from mpi4py import MPI
@@ -254,7 +277,7 @@ def initial(template: MTPData | int, species: tuple[str, ...], seed: int, *, min
 
 def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...], comm, *,
           weights: tuple[float, float, float] = DEFAULT_WEIGHTS, seed: int = 0, max_iter: int = 20,
-          radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "cext",
+          radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "native",
           progress=None, min_dist: float = 2.0, max_dist: float = 5.0,
           radial_basis_size: int = 8, isolated_eV: tuple[float, ...] | None = None) -> tuple[MTPData, dict[str, float]]:
     """Fit an MTP to ``configs`` (the same full list on every rank of ``comm``).
@@ -266,7 +289,8 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     an alternation lowers the loss by less than ``tol`` relative. Returns the potential (identical on
     every rank) and the RMSEs on ``configs`` (see ``rmse``) plus the final ``loss`` and number of ``passes``
     (evaluations of every configuration with derivatives). ``progress(alternation, passes, loss)``, if
-    given, is called on every rank after each pass.
+    given, is called on every rank after each pass. ``engine``: the evaluator, "native" or "cext" (motep's
+    train mode: the same numbers to round-off, slower; kept as the benchmark's reference).
 
     Warm start: from a trained potential (``template`` with moment coefficients, e.g. the previous
     iteration's on a training set that has since grown) the first pass is already an L-BFGS pass at its
@@ -326,13 +350,13 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
         if previous - current < tol * previous:
             break
     trained = _from_motep(theirs, start)
-    errors = rmse(trained, species, configs, comm, engine=engine)
+    errors = rmse(trained, species, configs, comm)
     errors.update(loss=current, passes=problem.passes)
     return trained, errors
 
 
 def loss(mtp: MTPData, species: tuple[str, ...], configs: list[Atoms], comm=None, *,
-         weights: tuple[float, float, float] = DEFAULT_WEIGHTS, engine: str = "cext") -> float:
+         weights: tuple[float, float, float] = DEFAULT_WEIGHTS, engine: str = "native") -> float:
     """The training loss of a potential on ``configs`` (see the module docstring)."""
     problem = _Problem(configs, to_motep(mtp, species), tuple(species), comm or _self_comm(), weights, engine)
     return problem.evaluate(gradient=False)[3]
