@@ -228,4 +228,4 @@ def test_warm_start_reaches_the_cold_loss_in_fewer_passes():
     _, warm = train(data, before, SPECIES, MPI.COMM_SELF, **kw)
     assert cold["passes"] < 1 + 40 * 7, cold  # the cold fit stopped by the loss test, not the cap
     assert warm["loss"] < 1.01 * cold["loss"], (warm, cold)
-    assert warm["passes"] < 0.5 * cold["passes"], (warm, cold)  # measured 16 against 117
+    assert warm["passes"] < 0.5 * cold["passes"], (warm, cold)  # measured 36 against 117

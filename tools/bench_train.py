@@ -81,7 +81,8 @@ def pass_cost(data, start, repeats: int) -> dict[str, float]:
 
 
 def warm_vs_cold(level: int, count: int, grow: float, tol: float, iters: int, radial_steps: int):
-    """Section 2: (cold passes, cold loss, warm passes, warm loss, seconds cold, seconds warm)."""
+    """Section 2: (cold and warm train() results, seconds cold, seconds warm, cells before, the first pass
+    at which the warm retraining's loss was within 1 % of the cold one's final loss, or None)."""
     data = cells(count, seed=3)
     before = data[:max(1, round(count / (1 + grow)))]
     template = build_template(level).data(len(SPECIES), min_dist=0.9, max_dist=5.0)
@@ -90,9 +91,13 @@ def warm_vs_cold(level: int, count: int, grow: float, tol: float, iters: int, ra
     t = time.perf_counter()
     _, cold = train(data, template, SPECIES, MPI.COMM_SELF, **kw)
     t_cold = time.perf_counter() - t
+    losses = []
     t = time.perf_counter()
-    _, warm = train(data, previous, SPECIES, MPI.COMM_SELF, **kw)
-    return cold, warm, t_cold, time.perf_counter() - t, len(before)
+    _, warm = train(data, previous, SPECIES, MPI.COMM_SELF, progress=lambda it, passes, value: losses.append(
+        (passes, value)), **kw)
+    t_warm = time.perf_counter() - t
+    reached = next((p for p, value in losses if value <= 1.01 * cold["loss"]), None)
+    return cold, warm, t_cold, t_warm, len(before), reached
 
 
 def main() -> None:
@@ -127,12 +132,13 @@ def main() -> None:
         print(f"1. pass: native {cost['us_atom']:.0f} us/atom, motep cext train mode {cost['motep_us_atom']:.0f} "
               f"us/atom (motep/native {cost['motep_us_atom'] / cost['us_atom']:.1f}x); held between passes "
               f"{cost['bytes_atom'] / 1e3:.2f} KB/atom (previous trainer: {cost['old_bytes_atom'] / 1e3:.1f} KB/atom)")
-        cold, warm, t_cold, t_warm, n0 = warm_vs_cold(args.warm_level, args.warm_configs, args.grow, args.tol,
-                                                      args.iter, args.radial_steps)
+        cold, warm, t_cold, t_warm, n0, reached = warm_vs_cold(args.warm_level, args.warm_configs, args.grow,
+                                                               args.tol, args.iter, args.radial_steps)
         ratio = warm["passes"] / cold["passes"]
         print(f"2. level {args.warm_level}, {n0} -> {args.warm_configs} cells, tol {args.tol}: cold {cold['passes']} "
               f"passes ({t_cold:.0f} s, loss {cold['loss']:.4e}), warm {warm['passes']} passes ({t_warm:.0f} s, "
-              f"loss {warm['loss']:.4e}): warm/cold passes {ratio:.2f}, loss {warm['loss'] / cold['loss']:.3f}")
+              f"loss {warm['loss']:.4e}): warm/cold passes {ratio:.2f}, loss {warm['loss'] / cold['loss']:.3f}; the warm "
+              f"loss was within 1 % of the cold one after {reached} passes")
     ratio = comm.bcast(ratio if root else None)
     efficiency = 1.0
     if comm.Get_size() > 1:

@@ -292,10 +292,10 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     given, is called on every rank after each pass. ``engine``: the evaluator, "native" or "cext" (motep's
     train mode: the same numbers to round-off, slower; kept as the benchmark's reference).
 
-    Warm start: from a trained potential (``template`` with moment coefficients, e.g. the previous
-    iteration's on a training set that has since grown) the first pass is already an L-BFGS pass at its
-    coefficients (no separate linear fit first), and ``tol`` ends the retraining as soon as an alternation
-    gains little, which after a few % of new data is after a few alternations (tools/bench_train.py).
+    Warm start: from a trained potential (``template`` with coefficients, e.g. the previous iteration's on
+    a training set that has since grown) the radial coefficients are kept and the linear ones solved for on
+    the whole set, and ``tol`` ends the retraining as soon as an alternation gains little, which after a
+    few % of new data is after a few alternations (tools/bench_train.py).
 
     ``isolated_eV``: the reference's energy of each species' isolated atom (eV, species order), held as the
     species coefficients (an MTP atom without neighbours has exactly that energy). Fitted freely they are
@@ -315,8 +315,6 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
         if len(isolated_eV) != len(species):
             raise ValueError(f"isolated_eV has {len(isolated_eV)} values for {len(species)} species")
         fixed = np.asarray(isolated_eV, dtype=float)
-        theirs.species_coeffs = fixed.copy()
-    warm = radial_steps > 0 and not isinstance(template, int) and template.moment_coeffs is not None
 
     def set_linear(a, b, yy) -> float:
         """Solve for the linear coefficients; returns the loss there (from the normal equations)."""
@@ -327,26 +325,21 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     def fun(x):
         theirs.radial_coeffs = x.reshape(shape).copy()
         a, b, yy, value, grad = problem.evaluate(gradient=True)
-        last.setdefault("first", value)
         last.update(x=x.copy(), a=a, b=b, yy=yy)
         if progress is not None:
             progress(it + 1, problem.passes, value)  # fun runs inside the loop below
         return value, grad
 
+    a, b, yy, *_ = problem.evaluate(gradient=False)
+    current = set_linear(a, b, yy)
     last: dict = {}
-    if warm:  # the start's linear coefficients fit most of the data: the first L-BFGS pass is the first loss
-        current = None
-    else:
-        a, b, yy, *_ = problem.evaluate(gradient=False)
-        current = set_linear(a, b, yy)
     for it in range(max_iter if radial_steps else 0):
         x0 = theirs.radial_coeffs.ravel().copy()
-        last.clear()
         result = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": radial_steps})
         if not np.array_equal(last["x"], result.x):  # the line search ended elsewhere: evaluate there
             fun(result.x)
         # the design matrix does not depend on the linear coefficients: re-solve without a new pass
-        previous, current = last["first"] if current is None else current, set_linear(last["a"], last["b"], last["yy"])
+        previous, current = current, set_linear(last["a"], last["b"], last["yy"])
         if previous - current < tol * previous:
             break
     trained = _from_motep(theirs, start)
