@@ -3,7 +3,8 @@
 //
 // mtp_train_design: the linear design of E, forces and stress in the moment coefficients: basis values
 // b_k = sum_i B_k(i), db_k/dR_i (forces are -theta . db/dR) and sum_n dB_k/dr_n (x) r_n (stress x volume,
-// not yet symmetrised), each B_k by one backward sweep of the program with dE/dM = e_k.
+// not yet symmetrised). Forward mode: dM/dr_n of the basic moments, then through the program for every
+// moment (cheaper than one backward sweep per basis function once there are more than a few).
 //
 // mtp_train_radial: the derivative over the radial coefficients c of
 //   Phi = a sum_i E_i + sum_i sum_n dE_i/dr_n . d_n,   d_n = D_j - D_i + G r_n,
@@ -28,6 +29,7 @@ struct Evaluator {
   SiteWork work;
   std::vector<int> nb_j;
   std::vector<double> nb_vec, g_bar, dm, dg, dmono, ud, amu, cmu;
+  std::vector<double> jac;  // [moment][axis][n]: dM/dr_n
 
   // the neighbours of atom i within max_dist from motep's padded layout (js -1 / beyond the cutoff: none)
   void gather(int i, int maxnb, const int *js, const double *rs, const int *itypes)
@@ -119,20 +121,45 @@ void mtp_train_design(void *h, int natoms, int maxnb, const int *js, const doubl
     const int N = w.N;
     if (N == 0) continue;  // every basis function is 0
     site_forward(m, w, itypes[i]);
+    // basic moments: d[f(r) mono(u)]/dr_vec = u (f' mono - deg f mono / r) + f/r dmono/du
+    const int nbasic = static_cast<int>(m.basic.size() / 4), ntimes = static_cast<int>(m.times.size() / 4);
+    std::vector<double> &jac = e->jac;
+    jac.assign(static_cast<size_t>(m.moments_count) * 3 * N, 0.0);
+    for (int b = 0; b < nbasic; b++) {
+      const int *ex = &m.basic[4 * b + 1], q = m.basic_monomial[b];
+      const int degree = ex[0] + ex[1] + ex[2];
+      const double *f = &w.nb_f[m.basic[4 * b] * N], *df = &w.nb_df[m.basic[4 * b] * N], *mono = &w.nb_mono[q * N];
+      double *out = &jac[static_cast<size_t>(b) * 3 * N];
+      for (int n = 0; n < N; n++) {
+        const double radial = (df[n] - degree * f[n] / w.nb_r[n]) * mono[n];
+        for (int axis = 0; axis < 3; axis++) out[axis * N + n] = radial * w.nb_u[3 * n + axis];
+      }
+      for (int axis = 0; axis < 3; axis++) {
+        if (ex[axis] == 0) continue;
+        int lower[3] = {ex[0], ex[1], ex[2]};
+        lower[axis]--;
+        const double *px = w.power(0, lower[0]), *py = w.power(1, lower[1]), *pz = w.power(2, lower[2]);
+        for (int n = 0; n < N; n++) out[axis * N + n] += ex[axis] * f[n] / w.nb_r[n] * px[n] * py[n] * pz[n];
+      }
+    }
+    for (int t = 0; t < ntimes; t++) {
+      const int *x = &m.times[4 * t];
+      const double a = x[2] * w.moment[x[1]], c = x[2] * w.moment[x[0]];
+      const double *ji = &jac[static_cast<size_t>(x[0]) * 3 * N], *jj = &jac[static_cast<size_t>(x[1]) * 3 * N];
+      double *jk = &jac[static_cast<size_t>(x[3]) * 3 * N];
+      for (int n = 0; n < 3 * N; n++) jk[n] += a * ji[n] + c * jj[n];
+    }
     for (int k = 0; k < K; k++) {
       values[k] += w.moment[m.mapping[k]];
-      std::fill(w.moment_grad.begin(), w.moment_grad.end(), 0.0);
-      w.moment_grad[m.mapping[k]] = 1.0;
-      program_backward(m, w);
-      site_gradient(m, w);
+      const double *g = &jac[static_cast<size_t>(m.mapping[k]) * 3 * N];
       double *row = dbdr + static_cast<size_t>(k) * natoms * 3, *eps = dbdeps + 9 * k;
       for (int n = 0; n < N; n++) {
         const int j = e->nb_j[n];
         for (int a = 0; a < 3; a++) {
-          const double g = w.nb_grad[(1 + a) * N + n];
-          row[3 * i + a] -= g;
-          row[3 * j + a] += g;
-          for (int b = 0; b < 3; b++) eps[3 * a + b] += g * e->nb_vec[3 * n + b];
+          const double ga = g[a * N + n];
+          row[3 * i + a] -= ga;
+          row[3 * j + a] += ga;
+          for (int b = 0; b < 3; b++) eps[3 * a + b] += ga * e->nb_vec[3 * n + b];
         }
       }
     }
