@@ -229,3 +229,19 @@ def test_warm_start_reaches_the_cold_loss_in_fewer_passes():
     assert cold["passes"] < 1 + 40 * 7, cold  # the cold fit stopped by the loss test, not the cap
     assert warm["loss"] < 1.01 * cold["loss"], (warm, cold)
     assert warm["passes"] < 0.5 * cold["passes"], (warm, cold)  # measured 36 against 117
+
+
+def test_configurations_are_dealt_by_atom_count():
+    """Every configuration on exactly one rank, the same deal everywhere, and loads (atoms) within one
+    configuration of each other (largest first to the least loaded: Graham's bound), where round-robin
+    puts all large cells on one rank."""
+    from pbahpc.mlip.train import balance
+
+    sizes = [498, 64, 498, 64, 498, 64, 498, 64, 120, 300, 77]
+    for ranks in (1, 2, 3, 4):
+        deal = balance(sizes, ranks)
+        assert sorted(k for part in deal for k in part) == list(range(len(sizes)))
+        loads = [sum(sizes[k] for k in part) for part in deal]
+        assert max(loads) - min(loads) <= max(sizes)
+    loads = [sum(sizes[k] for k in part) for part in balance(sizes, 2)]
+    assert max(loads) / min(loads) < 1.1  # round-robin: 2189 against 556
