@@ -138,7 +138,7 @@ def main() -> None:
         print(f"2. level {args.warm_level}, {n0} -> {args.warm_configs} cells, tol {args.tol}: cold {cold['passes']} "
               f"passes ({t_cold:.0f} s, loss {cold['loss']:.4e}), warm {warm['passes']} passes ({t_warm:.0f} s, "
               f"loss {warm['loss']:.4e}): warm/cold passes {ratio:.2f}, loss {warm['loss'] / cold['loss']:.3f}; the warm "
-              f"loss was within 1 % of the cold one after {reached} passes")
+              f"loss was within 1 % of the cold one {'never' if reached is None else f'after {reached} passes'}")
     ratio = comm.bcast(ratio if root else None)
     efficiency = 1.0
     if comm.Get_size() > 1:

@@ -121,8 +121,9 @@ def _neighbours(atoms: Atoms, data, engine_class) -> tuple[np.ndarray, np.ndarra
 class _Problem:
     """The loss on this rank's share of the configurations, summed over the communicator.
 
-    A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) and radial Jacobian
-    are evaluated, folded into X^T X, X^T y, y.y, the loss and its radial gradient, and dropped, so the
+    A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) are evaluated, folded
+    into X^T X, X^T y, y.y and the loss, its residuals give its share of the radial gradient, and all is
+    dropped, so the
     memory held is the neighbour vectors (~1.3 KB per atom at a 5 A cutoff) plus one configuration's
     basis data. The sums travel in one Allreduce of (m^2 + m + 2 + n_radial) doubles per pass."""
 
