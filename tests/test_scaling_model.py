@@ -22,8 +22,11 @@ def small_spec(**kw):
     return CampaignSpec(**base)
 
 
-def test_iteration_time_is_the_sum_of_the_stage_critical_paths():
-    spec = small_spec()
+@pytest.mark.parametrize("warm_passes", [None, 7])
+def test_iteration_time_is_the_sum_of_the_stage_critical_paths(warm_passes):
+    """Iteration 0 trains cold (``passes``); later retrainings continue from the previous potential
+    (``warm_passes``, default the same)."""
+    spec = small_spec(warm_passes=warm_passes)
     lay = Layout(ranks_each=2, trainer=4, oracle=4, continuum=2)
     pred = predict(C, spec, lay)
     cores = 4 * 2 + 4 + 4 + 2
@@ -32,7 +35,8 @@ def test_iteration_time_is_the_sum_of_the_stage_critical_paths():
     expected, n = [], 0
     for it, sel in enumerate((16, 40, 20, 8)):  # iteration 0 labels the pre-training frames
         n += sel
-        t = math.ceil(sel / 4) * 2.0 + spec.passes * t_train_pass(C, n, 100.0, 6, 4) + sync
+        passes = spec.passes if it == 0 or warm_passes is None else warm_passes
+        t = math.ceil(sel / 4) * 2.0 + passes * t_train_pass(C, n, 100.0, 6, 4) + sync
         if it:
             t += sample + t_select(C, min(4 * 2, 2 * sel) * 100, 6)
         if it == 3:

@@ -121,7 +121,8 @@ def test_registered_and_no_labels_sends_nothing(tmp_path):
 
 @pytest.mark.parametrize("bad, key", [({"level": 1}, "trainer.level"), ({"species": ["Na", "Xx"]}, "trainer.species[1]"),
                                       ({"species": ["Na", "Na"]}, "trainer.species"),
-                                      ({"train_iterations": -1}, "trainer.train_iterations")])
+                                      ({"train_iterations": -1}, "trainer.train_iterations"),
+                                      ({"train_tolerance": 0.0}, "trainer.train_tolerance")])
 def test_bad_trainer_config_is_one_line(tmp_path, bad, key):
     with pytest.raises(ConfigError) as err:
         load(campaign(tmp_path, **bad))

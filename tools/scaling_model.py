@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from pbahpc.scaling.model import (CampaignSpec, Layout, calibrate, load, naive_layouts, predict,  # noqa: E402
                                   suggest_split, validate)
+
+
+WARM_FRACTION = 0.31  # tests/test_mtp_train.py warm start: level 4, 10 -> 11 cells, tol 1e-2: 36 of 117 passes
 
 
 def hours(s: float) -> str:
@@ -38,6 +42,8 @@ def main() -> None:
     ap.add_argument("--label-node-hours", type=float, default=1.0,
                     help="VASP node-hours per ~480-atom frame (NOT measured here: an input)")
     ap.add_argument("--objective", choices=("wall", "idle"), default="wall")
+    ap.add_argument("--warm-fraction", type=float, default=WARM_FRACTION,
+                    help="passes of a warm-started retraining / a cold one (tools/bench_train.py section 2)")
     args = ap.parse_args()
 
     path = Path(args.coefficients)
@@ -80,6 +86,11 @@ def main() -> None:
           f"idle {100 * p0.idle_total:.0f} %")
     stage_line = ", ".join(f"{k} {hours(v).strip()}" for k, v in p0.stages_s.items() if v)
     print(f"    stages: {stage_line}")
+    warm = replace(spec, warm_passes=round(args.warm_fraction * spec.passes))
+    pw = predict(coeffs, warm, prod)
+    print(f"  the same with warm-started retrainings ({warm.warm_passes} passes after the first): wall "
+          f"{hours(pw.wall_s).strip()} (train {hours(pw.stages_s['train']).strip()} instead of "
+          f"{hours(p0.stages_s['train']).strip()}); the suggested splits below keep cold retrainings")
 
     print(f"\n  {'nodes':>5} {'wall':>11} {'vs 1 node':>9} {'vs prod':>8} {'idle':>5} {'idle rep/trn/orc/cont':>22}  "
           f"suggested split / stage times")

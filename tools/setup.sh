@@ -87,6 +87,6 @@ PY
 
 say "pbahpc (editable)"
 "${pip[@]}" install -c "$cons" --no-build-isolation --no-deps -e "$root"
-say "LAMMPS plugin pair_style mtp (built against the installed LAMMPS headers, cached)"
+say "LAMMPS plugin pair_style mtp (built against the installed LAMMPS headers) and the trainer's evaluator, cached"
 "$venv/bin/python" "$root/tools/build_mtp_plugin.py" >/dev/null
 say "done: activate with  . $venv/bin/activate  and check with  pbahpc doctor"

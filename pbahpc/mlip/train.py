@@ -9,10 +9,13 @@ Energy, forces and stress are linear in theta = (moment_coeffs, species_coeffs) 
 coefficients, so the trainer alternates (a) the exact weighted least-squares solution for theta from
 the normal equations, with a small ridge relative to the diagonal (the basis is rank-deficient from
 level 16 on, Cayley-Hamilton), and (b) a few L-BFGS steps over the radial coefficients at fixed theta.
-motep's cext engine in "train" mode evaluates everything: basis values and their position and strain
-derivatives (the design matrix) and the derivatives with respect to the radial coefficients (the
-gradient) in one pass per configuration. Every rank evaluates its share of the configurations
-(round-robin) and the sums are Allreduced on the communicator passed in; every rank ends with the same
+The native evaluator (pbahpc.mlip.evaluator, on pair_style mtp's site kernels) gives each configuration's
+design rows (basis values, their position and strain derivatives) and then the loss gradient over the
+radial coefficients directly, as the radial derivative of the energy's directional derivative along the
+residuals (motep's train mode, ``engine="cext"``, forms the full radial Jacobians of every force instead).
+The normal equations are streamed: each configuration's rows are folded into X^T X and X^T y and
+dropped. Configurations are dealt to the ranks by atom count and the sums Allreduced once per pass on
+the communicator passed in; every rank ends with the same
 potential. In the same wall time, alternation reaches a lower loss than L-BFGS over all parameters
 (motep's default); see tools/bench_train.py.
 """
@@ -80,11 +83,15 @@ def _from_motep(theirs, template: MTPData) -> MTPData:
 
 @dataclass
 class _Config:
-    """One local configuration: its motep engine (which caches the neighbour vectors) and row scales."""
+    """One local configuration, as little as a pass needs: its neighbour vectors (computed once, motep's
+    padded layout: ``js`` -1 and ``rs`` at the cutoff where an atom has fewer neighbours), species
+    indices, labels and row scales. The basis data of a pass are made, used and dropped per configuration."""
 
-    atoms: Atoms
-    engine: object
+    js: np.ndarray  # (atoms, max neighbours) neighbour indices
+    rs: np.ndarray  # (atoms, max neighbours, 3) neighbour vectors, A
+    itypes: np.ndarray  # species index per atom
     counts: np.ndarray  # atoms per species
+    volume: float  # A^3 (0 without a stress label)
     energy: float
     forces: np.ndarray | None
     stress: np.ndarray | None
@@ -93,80 +100,146 @@ class _Config:
     scale_s: float
 
 
+def balance(sizes: list[int], ranks: int) -> list[list[int]]:
+    """Indices of the configurations each rank evaluates: largest first to the least loaded rank (a pass
+    costs ~ atoms), so ranks finish together when sizes differ widely. The same on every rank."""
+    load, out = [0] * ranks, [[] for _ in range(ranks)]
+    for k in sorted(range(len(sizes)), key=lambda k: (-sizes[k], k)):
+        r = min(range(ranks), key=lambda r: (load[r], r))
+        load[r] += sizes[k]
+        out[r].append(k)
+    return [sorted(o) for o in out]
+
+
+def _neighbours(atoms: Atoms, data, engine_class) -> tuple[np.ndarray, np.ndarray]:
+    """motep's neighbour indices and vectors of ``atoms`` within the cutoff (what its train mode caches)."""
+    engine = engine_class(data, mode="train")
+    engine.update_neighbor_list(atoms)
+    return engine._neighbors, engine._interatomic_vectors
+
+
 class _Problem:
-    """The loss on this rank's share of the configurations, summed over the communicator."""
+    """The loss on this rank's share of the configurations, summed over the communicator.
+
+    A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) are evaluated, folded
+    into X^T X, X^T y, y.y and the loss, its residuals give its share of the radial gradient, and all is
+    dropped, so the
+    memory held is the neighbour vectors (~1.3 KB per atom at a 5 A cutoff) plus one configuration's
+    basis data. The sums travel in one Allreduce of (m^2 + m + 2 + n_radial) doubles per pass."""
 
     def __init__(self, configs: list[Atoms], data, species: tuple[str, ...], comm, weights, engine: str):
         from motep.calculator import make_mtp_engine
 
+        if engine not in ("native", "cext"):
+            raise ValueError(f"training engine {engine!r}: 'native' or 'cext' (motep's train mode)")
         self.data, self.comm = data, comm
+        self.native = None
+        if engine == "native":
+            from .evaluator import Evaluator
+
+            self.native = Evaluator(data)
         w_e, w_f, w_s = weights
         n = len(configs)
-        engine_class = make_mtp_engine(engine)
+        engine_class = make_mtp_engine("cext")  # its neighbour list
         numbers = np.array([atomic_numbers[s] for s in species])
+        mine = balance([len(a) for a in configs], comm.Get_size())[comm.Get_rank()]
         self.local = []
-        for atoms in configs[comm.Get_rank()::comm.Get_size()]:
+        for atoms in (configs[k] for k in mine):
             energy, forces, stress = labels(atoms)
             natoms = len(atoms)
             unknown = set(atoms.numbers) - set(numbers)
             if unknown:
                 raise ValueError(f"configuration has species {sorted(unknown)} outside {species}")
             volume = atoms.get_volume() if stress is not None else 0.0
+            js, rs = _neighbours(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc), data,
+                                 engine_class)
+            itypes = np.array([list(numbers).index(z) for z in atoms.numbers], dtype=np.int32)
             self.local.append(_Config(
-                atoms=Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc),
-                engine=engine_class(data, mode="train"),
-                counts=(atoms.numbers[:, None] == numbers[None]).sum(axis=0).astype(float),
+                js=js, rs=rs, itypes=itypes,
+                counts=np.bincount(itypes, minlength=len(numbers)).astype(float),
+                volume=volume,
                 energy=energy, forces=forces, stress=stress,
                 scale_e=np.sqrt(w_e / n) / natoms, scale_f=np.sqrt(w_f / (n * natoms)),
                 scale_s=np.sqrt(w_s / n) * volume / natoms))
         self.n_linear = data.alpha_scalar_moments + data.species_count
         self.passes = 0
 
-    def _reduce(self, array: np.ndarray) -> np.ndarray:
-        if self.comm.Get_size() > 1:
-            from mpi4py import MPI
+    def basis(self, c: _Config):
+        """The design of one configuration at the current coefficients: (basis values (asm), d/dR (asm, N, 3),
+        sum_n dB/dr_n (x) r_n (asm, 3, 3), unsymmetrised), and with motep's engine its radial Jacobians
+        (dE/dc (k), d(dE/dR)/dc (k, N, 3), of the strain derivative (k, 3, 3)), c the radial coefficients."""
+        if self.native is not None:
+            return (*self.native.design(c.js, c.rs, c.itypes), None)
+        from motep.potentials.mtp.base import MomentBasisData, RadialBasisData
+        from motep.potentials.mtp.cext import _mtp_cext
 
-            self.comm.Allreduce(MPI.IN_PLACE, array)
-        return array
+        mbd, rbd = MomentBasisData(mode="train"), RadialBasisData(mode="train")
+        natoms, k = len(c.itypes), self.data.radial_coeffs.size
+        mbd.initialize(natoms, self.data)
+        rbd.initialize(natoms, self.data)
+        mbd.clean()
+        rbd.clean()
+        _mtp_cext.calc_train(c.js, c.rs, c.itypes, c.itypes[c.js], self.data, rbd, mbd)
+        return (mbd.vatoms.sum(axis=-1), mbd.dbdris, mbd.dbdeps,
+                (mbd.dvdcs.reshape(k, natoms).sum(axis=-1), mbd.dgdcs.reshape(k, -1), mbd.dsdcs.reshape(k, 9)))
+
+    def radial(self, c: _Config, jac, energy: float, displacements: np.ndarray, strain: np.ndarray) -> np.ndarray:
+        """d/dc of energy E + sum_i dE/dR_i . displacements_i + sum_ab dE/dstrain_ab strain_ab (see basis)."""
+        if jac is None:
+            return self.native.radial(c.js, c.rs, c.itypes, energy, displacements, strain)
+        dedcs, dgdcs, dsdcs = jac
+        return energy * dedcs + dgdcs @ displacements.ravel() + dsdcs @ strain.ravel()
 
     def evaluate(self, gradient: bool) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
         """One pass at the current coefficients: normal equations (A, b, y.y) of the linear coefficients,
         the loss, and (if asked) its gradient over the radial coefficients at fixed linear coefficients."""
         m, asm = self.n_linear, self.data.alpha_scalar_moments
+        k = self.data.radial_coeffs.size
         theta = np.concatenate([self.data.moment_coeffs, self.data.species_coeffs])
-        a, b = np.zeros((m, m)), np.zeros(m)
-        sums = np.zeros(2)  # y.y and the loss
-        grad = np.zeros(self.data.radial_coeffs.size)
+        # one buffer, one Allreduce: A (m x m), b (m), y.y, the loss, the radial gradient (k)
+        buf = np.zeros(m * m + m + 2 + (k if gradient else 0))
+        a, b = buf[:m * m].reshape(m, m), buf[m * m:m * m + m]
+        sums, grad = buf[m * m + m:m * m + m + 2], buf[m * m + m + 2:]
+        if self.native is not None:
+            self.native.update()
         for c in self.local:
-            c.engine.calculate(c.atoms)
-            mbd = c.engine.mbd
-            rows, targets, jac = [], [], []
-            rows.append(c.scale_e * np.concatenate([mbd.values, c.counts])[None])
-            targets.append([c.scale_e * c.energy])
-            if gradient:
-                jac.append(c.scale_e * mbd.dedcs.reshape(1, -1))
+            values, dbdris, dbdeps, jac = self.basis(c)
+            natoms = len(c.itypes)
+            # energy row: the moment part and the species counts
+            x = c.scale_e * np.concatenate([values, c.counts])
+            y = c.scale_e * c.energy
+            r = x @ theta - y
+            a += np.outer(x, x)
+            b += x * y
+            sums += (y * y, r * r)
+            # force and stress rows touch only the moment coefficients; the gradient's directions are
+            # 2 x residual x row scale (d loss / d prediction) on the forces (-dE/dR) and the stress (strain / V)
+            directions = [2.0 * r * c.scale_e, np.zeros((natoms, 3)), np.zeros((3, 3))]
             if c.forces is not None:
-                x = -mbd.dbdris.reshape(asm, -1).T
-                rows.append(c.scale_f * np.hstack([x, np.zeros((len(x), m - asm))]))
-                targets.append(c.scale_f * c.forces.ravel())
-                if gradient:
-                    jac.append(-c.scale_f * np.moveaxis(mbd.dgdcs.reshape(grad.size, -1), 0, 1))
+                x = -c.scale_f * dbdris.reshape(asm, -1)  # (asm, rows)
+                y = c.scale_f * c.forces.ravel()
+                r = theta[:asm] @ x - y
+                a[:asm, :asm] += x @ x.T
+                b[:asm] += x @ y
+                sums += (y @ y, r @ r)
+                directions[1] = -2.0 * c.scale_f * r.reshape(natoms, 3)
             if c.stress is not None:
-                x = mbd.dbdeps.reshape(asm, 9).T
-                rows.append(c.scale_s * np.hstack([x, np.zeros((9, m - asm))]))
-                targets.append(c.scale_s * c.stress.ravel())
-                if gradient:
-                    jac.append(c.scale_s * np.moveaxis(mbd.dsdcs.reshape(grad.size, 9), 0, 1))
-            x, y = np.vstack(rows), np.concatenate(targets)
-            a += x.T @ x
-            b += x.T @ y
-            residual = x @ theta - y
-            sums += (y @ y, residual @ residual)
+                x = c.scale_s * 0.5 / c.volume * (dbdeps + dbdeps.transpose(0, 2, 1)).reshape(asm, 9)
+                y = c.scale_s * c.stress.ravel()
+                r = theta[:asm] @ x - y
+                a[:asm, :asm] += x @ x.T
+                b[:asm] += x @ y
+                sums += (y @ y, r @ r)
+                r = r.reshape(3, 3)
+                directions[2] = c.scale_s / c.volume * (r + r.T)
             if gradient:
-                grad += 2.0 * residual @ np.vstack(jac)
+                grad += self.radial(c, jac, *directions)
         self.passes += 1
-        self._reduce(a), self._reduce(b), self._reduce(sums)
-        return a, b, float(sums[0]), float(sums[1]), self._reduce(grad) if gradient else None
+        if self.comm.Get_size() > 1:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, buf)
+        return a, b, float(sums[0]), float(sums[1]), grad.copy() if gradient else None
 
 
 def solve_linear(a: np.ndarray, b: np.ndarray, ridge: float, fixed: np.ndarray | None = None) -> np.ndarray:
@@ -205,7 +278,7 @@ def initial(template: MTPData | int, species: tuple[str, ...], seed: int, *, min
 
 def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...], comm, *,
           weights: tuple[float, float, float] = DEFAULT_WEIGHTS, seed: int = 0, max_iter: int = 20,
-          radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "cext",
+          radial_steps: int = 10, ridge: float = 1e-10, tol: float = 1e-6, engine: str = "native",
           progress=None, min_dist: float = 2.0, max_dist: float = 5.0,
           radial_basis_size: int = 8, isolated_eV: tuple[float, ...] | None = None) -> tuple[MTPData, dict[str, float]]:
     """Fit an MTP to ``configs`` (the same full list on every rank of ``comm``).
@@ -217,7 +290,13 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
     an alternation lowers the loss by less than ``tol`` relative. Returns the potential (identical on
     every rank) and the RMSEs on ``configs`` (see ``rmse``) plus the final ``loss`` and number of ``passes``
     (evaluations of every configuration with derivatives). ``progress(alternation, passes, loss)``, if
-    given, is called on every rank after each pass.
+    given, is called on every rank after each pass. ``engine``: the evaluator, "native" or "cext" (motep's
+    train mode: the same numbers to round-off, slower; kept as the benchmark's reference).
+
+    Warm start: from a trained potential (``template`` with coefficients, e.g. the previous iteration's on
+    a training set that has since grown) the radial coefficients are kept and the linear ones solved for on
+    the whole set, and ``tol`` ends the retraining as soon as an alternation gains little, which after a
+    few % of new data is after a few alternations (tools/bench_train.py).
 
     ``isolated_eV``: the reference's energy of each species' isolated atom (eV, species order), held as the
     species coefficients (an MTP atom without neighbours has exactly that energy). Fitted freely they are
@@ -265,13 +344,13 @@ def train(configs: list[Atoms], template: MTPData | int, species: tuple[str, ...
         if previous - current < tol * previous:
             break
     trained = _from_motep(theirs, start)
-    errors = rmse(trained, species, configs, comm, engine=engine)
+    errors = rmse(trained, species, configs, comm)
     errors.update(loss=current, passes=problem.passes)
     return trained, errors
 
 
 def loss(mtp: MTPData, species: tuple[str, ...], configs: list[Atoms], comm=None, *,
-         weights: tuple[float, float, float] = DEFAULT_WEIGHTS, engine: str = "cext") -> float:
+         weights: tuple[float, float, float] = DEFAULT_WEIGHTS, engine: str = "native") -> float:
     """The training loss of a potential on ``configs`` (see the module docstring)."""
     problem = _Problem(configs, to_motep(mtp, species), tuple(species), comm or _self_comm(), weights, engine)
     return problem.evaluate(gradient=False)[3]

