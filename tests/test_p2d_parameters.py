@@ -228,6 +228,12 @@ def _set(data: dict, path: str, value) -> None:
     ("protocol", [{"rest": {"for_s": 1.0}, "hold": {"voltage_V": 4.0, "for_s": 1.0}}], "protocol[0]",
      "exactly one of"),
     ("solver.ts_type", "rk4", "solver.ts_type", "must be one of 'bdf'"),
+    # the MnFePBA cell starts at rest at 3.4060 - 0.85 = 2.5560 V (cathode: minus the mu_eV polynomial at
+    # x = 1.8; anode: its OCV table at 0.05)
+    ("protocol", [{"charge": {"c_rate": 0.1, "until_V": 2.5}}], "protocol[0].charge.until_V",
+     "2.5 V is at or below the starting open-circuit voltage 2.5560 V"),
+    ("protocol", [{"rest": {"for_s": 10.0}}, {"discharge": {"c_rate": 0.1, "until_V": 2.6}}],
+     "protocol[1].discharge.until_V", "at or above the starting open-circuit voltage 2.5560 V"),
 ])
 def test_bad_input_is_one_line_naming_file_and_key(tmp_path, capsys, path, value, key, problem):
     data = copy.deepcopy(BASE)
