@@ -550,3 +550,24 @@ def test_ch_cathode_holds_both_binodal_phases_late_on_the_plateau(ch_charge):
     assert near_lo.any() and near_hi.any()
     # core-shell particles: Na-rich core and Na-poor surface in the same particle
     assert np.any(near_hi[:, 0] & near_lo[:, -1])
+
+
+# ---- a step whose cutoff lies behind its start -------------------------------------------------
+def test_a_step_whose_cutoff_is_behind_its_start_is_refused_after_one_time_step():
+    m = fick_cell()
+    V0 = m.terminal()[0]
+    # from rest: a charge to below the start (or a discharge to above it) would never cross its cutoff
+    for step in (Step("current", c_rate=-1.0, cutoff_V=V0 - 0.05, label="charge"),
+                 Step("current", c_rate=1.0, cutoff_V=V0 + 0.05, label="discharge")):
+        m.set_initial_state()
+        with pytest.raises(RuntimeError, match=r"^P2D step 1 \((dis)?charge\): until_V [0-9.]+ V is at or "
+                                               r"(below|above) the voltage it starts at"):
+            m.run([step])
+        assert len(m.trace) == 2 and m.trace[-1][0] == pytest.approx(SolverSettings().dt_initial_s)
+    # a second charge to the same cutoff at a lower rate starts below it (smaller ohmic drop): it runs
+    m.set_initial_state()
+    ends = m.run([Step("current", c_rate=-2.0, cutoff_V=4.0), Step("current", c_rate=-0.5, cutoff_V=4.0)])
+    assert ends == ["cutoff", "cutoff"]
+    m.set_initial_state()
+    with pytest.raises(RuntimeError, match=r"^P2D step 2 \(charge\): until_V 3.9 V is at or below"):
+        m.run([Step("current", c_rate=-1.0, cutoff_V=4.0), Step("current", c_rate=-1.0, cutoff_V=3.9, label="charge")])

@@ -135,3 +135,22 @@ def test_real_cell_result_writes_and_plots(tmp_path):
         np.testing.assert_array_equal(back[key], value, err_msg=key)
     assert back["probes"]["cathode_x"].shape == (len(result["snapshot_time_s"]), 3, 3)
     assert all(p.stat().st_size > 0 for p in plot_result(tmp_path / "run.h5", tmp_path / "png"))
+
+
+def test_net_charge_runs_back_on_discharge_and_maps_follow_the_change():
+    t = np.linspace(0.0, 7200.0, 73)
+    result = synthetic_result()
+    # 1 h charge at 2 A/m^2 then 1 h discharge at 4 A/m^2: +2 Ah/m^2, then back to 0 at t = 1.5 h, -2 at 2 h
+    result.update(time_s=t, current_A_m2=np.where(t <= 3600.0, -2.0, 4.0), step=(t > 3600.0).astype(int))
+    q = output.net_charge_Ah_m2(result)
+    # trapezoids: the current's jump sits inside the interval (3600, 3700) s, which gets its mean
+    expected = np.where(t <= 3600.0, 2.0 * t, 7200.0 - 100.0 - 4.0 * (t - 3700.0)) / 3600.0
+    expected[t == 3700.0] = (7200.0 - 100.0) / 3600.0
+    np.testing.assert_allclose(q, expected, rtol=1e-12, atol=1e-12)
+    # a map that changes only between snapshots 2 and 3 gets its middle marks there, not evenly in time
+    times = np.linspace(0.0, 1.0, 9)
+    cx = np.zeros((9, NX, NR))
+    cx[3:] = 1.0
+    cx[4:] += 0.01
+    marks = output._map_indices({"snapshot_time_s": times, "cathode_x": cx}, None, n=4)
+    assert marks[0] == 0 and marks[-1] == 8 and set(marks[1:-1]) <= {2, 3}

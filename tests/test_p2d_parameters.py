@@ -86,6 +86,15 @@ def test_edge_barrier_diverges_at_the_ends_and_keeps_inner_binodals():
     np.testing.assert_allclose(f.derivative(x), (f(x + h) - f(x - h)) / (2 * h), rtol=1e-5, atol=1.0)
     np.testing.assert_array_equal(f(np.array([0.02, 0.3, 0.98])), well(np.array([0.02, 0.3, 0.98])))
     assert f(np.array([1e-9]))[0] < -10 * rt and f(np.array([1 - 1e-9]))[0] > 10 * rt
+    # C2 where the barrier starts (a kink there stalled the cell's Newton): the jumps of f' and f''
+    # across x = w +- d vanish like d^2 and d (a bare RT ln(x / w) jumps f' by RT / w = 1.7e5 J/mol)
+    for w in (0.02, 0.98):
+        d = 1e-4
+        jump1 = abs(f.derivative(w + d) - well.derivative(w + d) - f.derivative(w - d) + well.derivative(w - d))
+        assert jump1 < 2 * rt / 0.02 * (d / 0.02) ** 2
+        curv = [(f.derivative(v + 1e-7) - f.derivative(v - 1e-7)) / 2e-7 - (well.derivative(v + 1e-7)
+                - well.derivative(v - 1e-7)) / 2e-7 for v in (w - d, w + d)]
+        assert abs(curv[0] - curv[1]) < 3 * rt / 0.02**2 * (d / 0.02)
     inner = mapping.common_tangent(well, 0.0, 1.0)
     assert np.allclose(inner.binodal_x, (0.2, 0.8), atol=1e-3)
     assert np.allclose(mapping.common_tangent(f, 0.0, 1.0).binodal_x, inner.binodal_x, atol=1e-3)
@@ -219,6 +228,12 @@ def _set(data: dict, path: str, value) -> None:
     ("protocol", [{"rest": {"for_s": 1.0}, "hold": {"voltage_V": 4.0, "for_s": 1.0}}], "protocol[0]",
      "exactly one of"),
     ("solver.ts_type", "rk4", "solver.ts_type", "must be one of 'bdf'"),
+    # the MnFePBA cell starts at rest at 3.4060 - 0.85 = 2.5560 V (cathode: minus the mu_eV polynomial at
+    # x = 1.8; anode: its OCV table at 0.05)
+    ("protocol", [{"charge": {"c_rate": 0.1, "until_V": 2.5}}], "protocol[0].charge.until_V",
+     "2.5 V is at or below the starting open-circuit voltage 2.5560 V"),
+    ("protocol", [{"rest": {"for_s": 10.0}}, {"discharge": {"c_rate": 0.1, "until_V": 2.6}}],
+     "protocol[1].discharge.until_V", "at or above the starting open-circuit voltage 2.5560 V"),
 ])
 def test_bad_input_is_one_line_naming_file_and_key(tmp_path, capsys, path, value, key, problem):
     data = copy.deepcopy(BASE)

@@ -86,6 +86,13 @@ def one_c_current_density(cell: Cell) -> float:
     return FARADAY_C_MOL * e.thickness_m * e.active_fraction * e.formula_units_mol_m3 * (x1 - x0) / 3600.0
 
 
+def rest_voltage_V(cell: Cell) -> float:
+    """The cell voltage of the initial state (uniform particles at x_initial, at rest): where a
+    protocol that begins with rests or a current step starts."""
+    T = cell.temperature_K
+    return discretise(cell.cathode, T).initial()[1] - discretise(cell.anode, T).initial()[1]
+
+
 @dataclass
 class _Region:
     """One electrode: its nodes [start, stop) and its particle discretisation (particles.py)."""
@@ -488,7 +495,8 @@ class P2DCell:
     def run_step(self, step: Step) -> str:
         """Integrate one protocol step from the current state up to its end time (counted from
         step_start_s); returns why it ended: 'cutoff', 'time', 'x-limit' (a particle cell reached
-        x = 0 or x_max) or 'stopped' (should_stop said so)."""
+        x = 0 or x_max) or 'stopped' (should_stop said so). RuntimeError if the TS failed or the
+        step's cutoff lies behind its start (_cutoff_behind)."""
         self._step = step
         self.mode = "voltage" if step.mode == "voltage" else "current"
         self.current_A_m2 = step.c_rate * self.i1c if step.mode == "current" else 0.0
@@ -499,7 +507,7 @@ class P2DCell:
         ts.setTimeStep(self.settings.dt_initial_s)
         end = self.step_start_s + step.duration_s
         ts.setMaxTime(end if math.isfinite(end) else 1e300)
-        self._fired = []
+        self._fired, self._refused = [], None
         self._fresh_jacobians(True)
         try:
             ts.solve(self.u)
@@ -509,6 +517,8 @@ class P2DCell:
         self.time_s = ts.getTime()
         if not self.snapshots or self.snapshots[-1][0] < self.time_s:
             self.snapshots.append((self.time_s, self.fields()))
+        if self._refused is not None:
+            raise RuntimeError(self._refused)
         if reason < 0:
             raise RuntimeError(f"P2D step {step.label or step.mode}: TS diverged (reason {reason}) at "
                                f"t = {self.time_s:.6g} s")
@@ -537,11 +547,31 @@ class P2DCell:
 
     def _poststep(self, ts) -> None:
         self._fresh_jacobians(False)
+        if ts.getStepNumber() == 1 and not self._fired:
+            self._refused = self._cutoff_behind()
+            if self._refused is not None:
+                ts.setConvergedReason(self.PETSc.TS.ConvergedReason.CONVERGED_USER)
+                return
         self._steps_since_check += 1
         if self.should_stop is not None and self._steps_since_check >= self.stop_check_steps:
             self._steps_since_check = 0
             if self.should_stop():  # collective over the cell's communicator
                 ts.setConvergedReason(self.PETSc.TS.ConvergedReason.CONVERGED_USER)
+
+    def _cutoff_behind(self) -> str | None:
+        """Why a current step cannot reach its cutoff, judged after its first time step (the ohmic jump
+        of the new current is in V by then): a charge whose until_V is already at or below V, or a
+        discharge whose until_V is at or above it, would never cross it and run to the x-limit."""
+        step = self._step
+        if step.mode != "current" or step.cutoff_V is None or step.c_rate == 0.0:
+            return None
+        V, _ = self.terminal()
+        charge = step.c_rate < 0.0
+        if (V < step.cutoff_V) if charge else (V > step.cutoff_V):
+            return None
+        return (f"P2D step {self.step_index + 1} ({step.label or step.mode}): until_V {step.cutoff_V:g} V is "
+                f"{'at or below' if charge else 'at or above'} the voltage it starts at, {V:.4f} V; a "
+                f"{'charge raises' if charge else 'discharge lowers'} it, so it would run to the x-limit")
 
     def start(self) -> None:
         """Begin a protocol at the current state: records empty, first step next."""

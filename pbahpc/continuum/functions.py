@@ -94,11 +94,15 @@ class Scaled(Function):
 
 
 class EdgeBarrier(Function):
-    """f(x) + RT ln(x / w) for x < w and - RT ln((x_max - x) / w) for x > x_max - w (f in J/mol).
+    """f(x) + RT g(x / w) for x < w and - RT g((x_max - x) / w) for x > x_max - w (f in J/mol), with
+    g(s) = ln s + (1 - s) + (1 - s)^2 / 2, the logarithm less its Taylor polynomial at s = 1.
 
     The ideal-solution entropy of the last ions / vacancies near a composition end, which makes mu
-    diverge there; a polynomial fit of sampled mu(x) cannot carry it. Zero inside [w, x_max - w], so
-    binodals inside that range are unchanged. x is floored at 1e-12 w from each end.
+    diverge there (like RT ln x); a polynomial fit of sampled mu(x) cannot carry it. Zero inside
+    [w, x_max - w], so binodals inside that range are unchanged. g, g' = (1 - s)^2 / s and g'' vanish
+    at s = 1, so mu is C2 at x = w: a bare RT ln(x / w) has a kink there (dmu/dx jumped x28 with the
+    MnFePBA set), where Newton cycled and the discharge crawled at dt ~ 5e-4 s through x = w.
+    x is floored at 1e-12 w from each end.
     """
 
     def __init__(self, f: Function, x_max: float, width: float, rt_J_mol: float):
@@ -110,14 +114,17 @@ class EdgeBarrier(Function):
         hi = np.clip(self.x_max - v, 1e-12 * self.width, self.width) / self.width
         return v, lo, hi
 
+    @staticmethod
+    def _g(s):
+        return np.log(s) + (1.0 - s) + 0.5 * (1.0 - s) ** 2
+
     def __call__(self, v) -> Array:
         v, lo, hi = self._ends(v)
-        return self.f(v) + self.rt * (np.log(lo) - np.log(hi))
+        return self.f(v) + self.rt * (self._g(lo) - self._g(hi))
 
     def derivative(self, v) -> Array:
         v, lo, hi = self._ends(v)
-        return (self.f.derivative(v) + self.rt * np.where(lo < 1.0, 1.0 / (lo * self.width), 0.0)
-                + self.rt * np.where(hi < 1.0, 1.0 / (hi * self.width), 0.0))
+        return self.f.derivative(v) + self.rt / self.width * ((1.0 - lo) ** 2 / lo + (1.0 - hi) ** 2 / hi)
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,27 @@ def read_result(path) -> dict:
     return out
 
 
-def _map_indices(snapshot_time_s: np.ndarray, map_times_s) -> np.ndarray:
-    """Snapshots nearest to map_times_s, else up to 4 spread evenly from the first to the last."""
-    if map_times_s is None:
-        n = len(snapshot_time_s)
-        return np.unique(np.linspace(0, n - 1, min(4, n)).round().astype(int))
-    return np.array([np.abs(snapshot_time_s - t).argmin() for t in map_times_s])
+def net_charge_Ah_m2(result: dict) -> np.ndarray:
+    """Charge put in since the start, -integral of I dt (I > 0 discharges) per accepted step: the state
+    of charge relative to the start, which a discharge runs back (the throughput only grows)."""
+    t, I = result["time_s"], result["current_A_m2"]
+    dq = np.concatenate([[0.0], -0.5 * (I[1:] + I[:-1]) * np.diff(t)])
+    return np.cumsum(dq) / 3600.0
+
+
+def _map_indices(result: dict, map_times_s, n: int = 5) -> np.ndarray:
+    """Snapshots nearest to map_times_s, else n placed where the cathode changes: the first, the last
+    and those at equal steps of the accumulated change of its x map between snapshots (a front
+    crossing or a nucleation spends many; a quiet plateau few)."""
+    times = result["snapshot_time_s"]
+    if map_times_s is not None:
+        return np.array([np.abs(times - t).argmin() for t in map_times_s])
+    cx = result["cathode_x"].reshape(len(times), -1)
+    change = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(cx, axis=0)).mean(axis=1))])
+    if change[-1] <= 0.0:
+        return np.unique(np.linspace(0, len(times) - 1, min(n, len(times))).round().astype(int))
+    inner = [int(np.abs(change - c).argmin()) for c in np.linspace(0.0, change[-1], n)[1:-1]]
+    return np.unique([0, *inner, len(times) - 1])
 
 
 def _voltage_vs_time(ax, result: dict, marks: np.ndarray) -> None:
@@ -136,7 +151,9 @@ def _voltage_vs_time(ax, result: dict, marks: np.ndarray) -> None:
 
 
 def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None) -> list[Path]:
-    """voltage.png, cathode_maps.png (Fig. 9b/c/e) and surface_probes.png (Fig. 9d/f) in out_dir."""
+    """voltage.png (vs the charge put in, one colour per step, so a discharge runs back; and vs time),
+    cathode_maps.png (Fig. 9b/c/e) and surface_probes.png (Fig. 9d/f) in out_dir. The maps are taken
+    at map_times_s, else where the cathode changes (_map_indices)."""
     # Figure + Agg canvas directly: no pyplot, so no display and no global figure registry
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -144,13 +161,17 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
     result = result_or_path if isinstance(result_or_path, dict) else read_result(result_or_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    marks = _map_indices(result["snapshot_time_s"], map_times_s)
+    marks = _map_indices(result, map_times_s)
     paths = [out_dir / name for name in ("voltage.png", "cathode_maps.png", "surface_probes.png")]
 
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax_q, ax_t = fig.subplots(1, 2, sharey=True)
-    ax_q.plot(result["throughput_Ah_m2"] * _AH_M2_TO_MAH_CM2, result["voltage_V"], "k-", lw=1.2)
-    ax_q.set(xlabel="capacity throughput (mAh/cm$^2$)", ylabel="cell voltage (V)")
+    q = net_charge_Ah_m2(result) * _AH_M2_TO_MAH_CM2
+    for k in np.unique(result["step"]):  # one colour per protocol step: charge and discharge apart
+        on = result["step"] == k
+        ax_q.plot(q[on], result["voltage_V"][on], "-", lw=1.2, label=f"step {k + 1}")
+    ax_q.set(xlabel="charge put in since the start (mAh/cm$^2$)", ylabel="cell voltage (V)")
+    ax_q.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=4, frameon=False)
     _voltage_vs_time(ax_t, result, marks)
     ax_t.set_ylabel("")
     fig.savefig(paths[0], dpi=150)
@@ -196,6 +217,6 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
     handles += [Line2D([], [], color="grey", ls=styles[p % len(styles)],
                        label=f"{depth * 1e6:.1f} µm from separator")
                 for p, depth in enumerate(probes["depth_from_separator_m"])]
-    ax2.legend(handles=handles, fontsize=7, loc="best")
+    fig.legend(handles=handles, fontsize=7, loc="outside right upper")  # beside the axes, over no curve
     fig.savefig(paths[2], dpi=150)
     return paths

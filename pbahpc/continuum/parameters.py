@@ -23,7 +23,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from ..config.load import read_yaml
 from ..config.validate import ConfigError, build
 from . import mapping
-from .cell import one_c_current_density
+from .cell import one_c_current_density, rest_voltage_V
 from .functions import EdgeBarrier, ExchangeCurrent, FunctionSpec, Scaled
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, Electrolyte, FickianParticle,
                     Separator, SolverSettings, Step)
@@ -349,8 +349,29 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
                 electrolyte=electrolyte, temperature_K=doc.cell.temperature_K, area_m2=doc.cell.area_m2,
                 capacity_Ah=doc.cell.capacity_Ah, x_window=(0.0, doc.cathode.x_max))
     derived["one_c_A_m2"] = one_c_current_density(cell)
+    _check_first_cutoff(doc.protocol, cell)
     return ParameterSet(cell=cell, protocol=tuple(e.step() for e in doc.protocol), solver=doc.solver.settings(),
                         derived=derived, source=path.resolve())
+
+
+def _check_first_cutoff(protocol: tuple[ProtocolEntry, ...], cell: Cell) -> None:
+    """The first current step (after any rests) starts at the initial state's open-circuit voltage: a
+    charge until_V at or below it, or a discharge until_V at or above it, would never be crossed (the
+    cell would run to the x-limit). Later steps are checked when they start (P2DCell.run_step)."""
+    for i, entry in enumerate(protocol):
+        if entry.rest is not None:
+            continue
+        s = entry.charge or entry.discharge
+        if s is None or s.until_V is None:
+            return
+        ocv = rest_voltage_V(cell)
+        if entry.charge is not None and s.until_V <= ocv:
+            raise ConfigError(f"protocol[{i}].charge.until_V", f"{s.until_V:g} V is at or below the starting "
+                              f"open-circuit voltage {ocv:.4f} V: a charge raises the voltage, set until_V above it")
+        if entry.discharge is not None and s.until_V >= ocv:
+            raise ConfigError(f"protocol[{i}].discharge.until_V", f"{s.until_V:g} V is at or above the starting "
+                              f"open-circuit voltage {ocv:.4f} V: a discharge lowers the voltage, set until_V below it")
+        return
 
 
 def _exchange_current(sec: ElectrodeSection, ce0_mol_m3: float) -> ExchangeCurrent:
