@@ -1,0 +1,163 @@
+"""``oracle.calculator: universal``: labels from the checkpoint shipped in the wheel, equal to the package's
+own calculator, on 1 and 2 real MPI ranks with networking disabled; bad model names and a missing package
+stop at validation (exit 2, one line). CHGNet 0.3.0 is the model here: ~3x cheaper than SevenNet-0."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+from ase.io import read, write
+
+from pbahpc.atomistic.structure import build_pba
+
+from conftest import BIN, ROOT, env, mpiexec, write_campaign
+
+pytest.importorskip("chgnet", reason="the universal extra is not installed (tools/setup.sh --universal)")
+
+BASE = yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # the models compute in float32
+
+# The oracle's labels, on the group's ranks as a campaign makes them; the frames are dealt round-robin
+# over the ranks and gathered on rank 0. Python-level sockets raise: a loader that tried to download
+# would fail the run (and below, `unshare -n` takes the network away from the whole process where it can).
+SCRIPT = r"""
+import json, logging, socket, sys
+import numpy as np
+from ase.io import read
+from mpi4py import MPI
+
+class NoNetwork(socket.socket):
+    def __init__(self, family=-1, *a, **k):
+        if family in (socket.AF_INET, socket.AF_INET6, -1):
+            raise OSError("network disabled by the test")
+        super().__init__(family, *a, **k)
+socket.socket = NoNetwork
+try:
+    socket.create_connection(("pypi.org", 443), timeout=1)
+    blocked = False
+except OSError:
+    blocked = True
+
+from pbahpc.config.load import load
+from pbahpc.driver.component import StepContext
+from pbahpc.mlip.dataset import frame_of
+from pbahpc.oracle.ase_oracle import AseOracle
+from pbahpc.oracle.universal import torch_threads
+
+comm = MPI.COMM_WORLD
+cfg = load(sys.argv[1])
+frames = {f"f{i}": frame_of(a) for i, a in enumerate(read(sys.argv[2], ":"))}
+ctx = StepContext(comm, None, 0, logging.getLogger("oracle"), lambda: False, lambda cb: cb)
+out = AseOracle(cfg, None, comm, 0).step(ctx, {"selected": {"trainer": {"r0": frames}}})
+import torch
+threads, expected = comm.gather(torch.get_num_threads(), root=0), torch_threads(comm)  # collective
+if comm.rank == 0:
+    labels = {k.split(":")[1]: v for k, v in out["labels"].items()}
+    np.savez(sys.argv[3], **{f"{k}_{q}": v[q] for k, v in labels.items()
+                             for q in ("energy_eV", "forces_eV_A", "stress_eV_A3")})
+    print(json.dumps({"blocked": blocked, "threads": threads, "expected": expected,
+                      "quarantined": out["screened"]["quarantined"], "screened": out["screened"]["screened"]}))
+"""
+
+
+def campaign(tmp_path: Path, **universal) -> Path:
+    data = copy.deepcopy(BASE)
+    data["campaign"]["run_dir"] = str(tmp_path / "run")
+    data["layout"]["trainer"] = {"ranks": 0}
+    data["oracle"] = {"engine": "teacher", "calculator": "universal", "universal": universal,
+                      "max_energy_eV": 1e9}  # universal energies are cohesive-scale negatives; keep all
+    return write_campaign(tmp_path / "c.yaml", data)
+
+
+def frames():
+    """Small cells that span the campaign's chemistry: sodiated and empty PBA, strained, and bcc Na."""
+    rng = np.random.default_rng(7)
+    rich = build_pba(1, 10.4, x_na=2.0, rng=rng)
+    empty = build_pba(1, 10.1, x_na=0.0, rng=rng)
+    empty.set_cell(np.array(empty.cell) @ np.diag([1.02, 0.99, 1.0]), scale_atoms=True)
+    na = bulk("Na", "bcc", a=4.2, cubic=True).repeat(2)
+    for i, a in enumerate((rich, empty, na)):
+        a.rattle(0.04, seed=i)
+    return [rich, empty, na]
+
+
+def no_network_prefix() -> list[str]:
+    """``unshare -n`` (a new network namespace: no interface but a down loopback) where this user may."""
+    exe = shutil.which("unshare")
+    if exe and subprocess.run([exe, "-n", "true"], capture_output=True).returncode == 0:
+        return [exe, "-n"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory):
+    """The frames and their labels by the package's own calculator, loaded its own way (CHGNet.load's
+    default, the 0.3.0 weights), called directly."""
+    from chgnet.model import CHGNetCalculator
+
+    path = tmp_path_factory.mktemp("frames") / "frames.extxyz"
+    write(path, frames())
+    calc = CHGNetCalculator(use_device="cpu")
+    ref = []
+    for a in read(path, ":"):
+        a.calc = calc
+        ref.append((float(a.get_potential_energy()), a.get_forces(), a.get_stress()))
+    return path, ref
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_labels_equal_the_package_calculator_offline(tmp_path, direct, ranks):
+    path, ref = direct
+    script = tmp_path / "oracle.py"
+    script.write_text(SCRIPT)
+    cmd = [*no_network_prefix(), mpiexec(), "-n", str(ranks), sys.executable, str(script),
+           str(campaign(tmp_path, model="chgnet-0.3.0")), str(path), str(tmp_path / "labels.npz")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env(), cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["blocked"] and not info["quarantined"] and not info["screened"]
+    assert info["threads"] == [info["expected"]] * ranks
+    got = np.load(tmp_path / "labels.npz")
+    for i, (e, f, s) in enumerate(ref):
+        # the same float32 model on other thread counts: sums in another order, a few float32 ulps apart
+        assert got[f"f{i}_energy_eV"] == pytest.approx(e, abs=16 * FLOAT32_EPS * abs(e))
+        fscale = float(np.max(np.abs(f)))
+        np.testing.assert_allclose(got[f"f{i}_forces_eV_A"], f, rtol=0, atol=1e-4 * fscale)
+        np.testing.assert_allclose(got[f"f{i}_stress_eV_A3"], s, rtol=0, atol=1e-4 * float(np.max(np.abs(s))))
+
+
+def check(path: Path, *hide: str) -> subprocess.CompletedProcess:
+    """``pbahpc check PATH`` with the packages ``hide`` made unimportable (as if not installed)."""
+    code = (f"import sys\nfor m in {list(hide)!r}: sys.modules[m] = None\n"
+            f"from pbahpc.cli import main\nsys.exit(main(['check', {str(path)!r}, '--ranks', '2']))")
+    return subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, timeout=120,
+                          env=env(), cwd=path.parent)
+
+
+def test_a_model_that_would_download_is_refused(tmp_path):
+    out = check(campaign(tmp_path, model="7net-omat"))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "oracle.universal.model" in lines[0] and "'7net-omat'" in lines[0]
+    assert "shipped: 7net-0, " in lines[0] and "chgnet-0.3.0" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_package_names_the_extra(tmp_path):
+    out = check(campaign(tmp_path, model="chgnet-0.3.0"), "chgnet")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'chgnet'" in lines[0] and "pbahpc[universal]" in lines[0], out.stderr
+
+
+def test_a_modal_only_for_multi_fidelity_models(tmp_path):
+    out = check(campaign(tmp_path, model="chgnet-0.3.0", modal="PBE"))
+    assert out.returncode == 2 and "oracle.universal.modal" in out.stderr and "not a multi-fidelity" in out.stderr
