@@ -214,7 +214,7 @@ def test_a_modal_only_for_multi_fidelity_models(tmp_path):
     assert out.returncode == 2 and "oracle.universal.modal" in out.stderr and "not a multi-fidelity" in out.stderr
 
 
-def test_na_reference_is_the_minimum_of_bcc_na(direct):
+def test_na_reference_is_the_minimum_of_bcc_na():
     """Eq. 31's E_Na with the same model: the relaxed bcc cell's energy per atom equals the minimum of the
     energy-volume curve scanned directly (bcc atoms stay on their sites by symmetry; only a varies)."""
     from chgnet.model import CHGNetCalculator
