@@ -239,6 +239,7 @@ class OracleSection:
         modal: str | None = None
         """Fidelity of a multi-fidelity model (7net-mf-0: PBE or R2SCAN); unset: its first (PBE)."""
         device: Literal["cpu"] = "cpu"
+        """Torch device; cpu only (the CPU torch build that tools/setup.sh --universal installs)."""
 
     engine: str = field(default="lattice-gas", metadata=_m(engine="oracle"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
