@@ -3,6 +3,8 @@
 #
 #   tools/setup.sh            # venv in ./.venv with MPICH, mpi4py, LAMMPS, PETSc/petsc4py, PyBaMM (tests), pbahpc
 #   PBAHPC_VENV=/path tools/setup.sh
+#   tools/setup.sh --universal   # also the universal potentials of oracle.calculator: universal (torch CPU,
+#                                # sevenn, chgnet: +1 GB, ~2 min once); or PBAHPC_UNIVERSAL=1
 #
 # Idempotent: a second run only checks (PETSc is built once; pip's wheel cache keeps the build).
 # Clusters: do not use this script; see README.md "Cluster installation" (site MPI/PETSc/LAMMPS).
@@ -12,6 +14,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${PBAHPC_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*" >&2; }
+universal=${PBAHPC_UNIVERSAL:-}
+for arg in "$@"; do
+    case $arg in
+        --universal) universal=1 ;;
+        *) say "unknown option $arg (allowed: --universal)"; exit 2 ;;
+    esac
+done
 
 "$python" - <<'PY' || { say "Python >= 3.11 is required (found $("$python" --version 2>&1))"; exit 1; }
 import sys; sys.exit(sys.version_info < (3, 11))
@@ -84,6 +93,26 @@ for pkg in ("petsc", "petsc4py"):
             if new != old:
                 subprocess.run(["patchelf", "--set-rpath", new, path], check=True)
 PY
+
+# Universal potentials (oracle.calculator: universal): torch's CPU build, from a local wheel (pip's find-links)
+# or else the PyTorch CPU index (PyPI's plain torch is the CUDA build, GBs of nvidia-* wheels); then sevenn
+# and chgnet from PyPI, whose wheels hold the weights. Skipped at once when the pinned versions are there.
+if [ -n "$universal" ] && ! "$venv/bin/python" - "$cons" torch sevenn chgnet <<'PY'
+import re, sys
+from importlib import metadata
+pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", open(sys.argv[1]).read(), re.M))
+try:
+    sys.exit(any(metadata.version(p) != pins[p] for p in sys.argv[2:]))
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+PY
+then
+    say "universal potentials: torch (CPU build), sevenn, chgnet (about 1 GB, 2 min once)"
+    torch_pin=$(awk -F'==' '$1 == "torch" {print $2}' "$cons")
+    "${pip[@]}" install -c "$cons" "torch==$torch_pin" 2>/dev/null ||
+        "${pip[@]}" install -c "$cons" --extra-index-url https://download.pytorch.org/whl/cpu "torch==$torch_pin"
+    "${pip[@]}" install -c "$cons" sevenn chgnet
+fi
 
 say "pbahpc (editable)"
 "${pip[@]}" install -c "$cons" --no-build-isolation --no-deps -e "$root"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .engines import factory_problem
+from .universal import model_problem
 from .validate import ConfigError
 
 ROLES = ("replicas", "trainer", "oracle", "properties", "continuum")
@@ -226,6 +227,20 @@ class OracleSection:
         magmom_Fe: float = field(default=1.0, metadata=_m(min=-10.0, max=10.0))
         """Initial moment (mu_B) on Fe in Fe-C6: low-spin Fe(III) t2g5 (1); low-spin Fe(II) would be 0."""
 
+    @dataclass(frozen=True)
+    class Universal:
+        """``calculator: universal``: a pretrained universal potential whose weights ship in its wheel
+        (``pip install 'pbahpc[universal]'``); energies are on that model's own zero, so Eq. 31 needs
+        ``properties.na_reference_eV`` from the same model (``tools/na_reference.py``)."""
+
+        model: str = "7net-mf-0"
+        """A shipped model (``pbahpc.config.universal.SHIPPED``): 7net-0, 7net-mf-0, 7net-l3i5 (sevenn),
+        chgnet-0.3.0, chgnet-0.2.0, chgnet-r2scan (chgnet)."""
+        modal: str | None = None
+        """Fidelity of a multi-fidelity model (7net-mf-0: PBE or R2SCAN); unset: its first (PBE)."""
+        device: Literal["cpu"] = "cpu"
+        """Torch device; cpu only (the CPU torch build that tools/setup.sh --universal installs)."""
+
     engine: str = field(default="lattice-gas", metadata=_m(engine="oracle"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
     pair_eV: float = field(default=-0.05, metadata=_m(min=-10.0, max=10.0))
@@ -236,10 +251,11 @@ class OracleSection:
     """Screening: frames with any |F| above this are discarded (paper: 150 eV/A)."""
     max_energy_eV: float = 0.0
     """Screening: frames with a total energy above this are discarded (paper: E > 0)."""
-    calculator: Literal["teacher", "vasp"] | Factory = "teacher"
+    calculator: Literal["teacher", "vasp", "universal"] | Factory = "teacher"
     """engine teacher: the ASE calculator that labels frames -- teacher (the built-in reference), vasp
-    (section ``vasp``) or ``{factory: package.module:Class, kwargs: {...}}``."""
+    (section ``vasp``), universal (section ``universal``) or ``{factory: package.module:Class, kwargs: {...}}``."""
     vasp: Vasp = Vasp()
+    universal: Universal = Universal()
     @dataclass(frozen=True)
     class Pretrain:
         """Iteration 0: label frames of short Langevin MD with the oracle's calculator at these Na contents
@@ -271,6 +287,10 @@ class OracleSection:
                 raise ConfigError(f"{key}.calculator.{problem[0]}", problem[1])
         if self.calculator == "vasp" and not self.vasp.command:
             raise ConfigError(f"{key}.vasp.command", "required with calculator 'vasp' (e.g. 'srun -n 64 vasp_std')")
+        if self.calculator == "universal":
+            problem = model_problem(self.universal.model, self.universal.modal)
+            if problem:
+                raise ConfigError(f"{key}.universal.{problem[0]}", problem[1])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Label candidate frames with an ASE calculator and screen them (paper Sec. II.C).
 
 The ``teacher`` engine labels with ``oracle.calculator``: ``TeacherCalculator`` (default, the reference
-standing in for DFT), the VASP preset, or any ASE calculator by factory (see ``calculators``).
+standing in for DFT), a universal potential shipped in its wheel (``universal``), the VASP preset, or any
+ASE calculator by factory (see ``calculators``).
 Frames arrive on ``selected`` (``{trainer group: {replica group: {key: frame}}}``; see
 ``driver.component.selected_batches``), are dealt
 round-robin over the oracle group's ranks and gathered on its root. Out: ``labels`` (``{"<replica>:<key>":
@@ -53,7 +54,7 @@ def screen(labelled: dict[str, Any], max_force: float, max_energy: float) -> str
 class AseOracle:
     def __init__(self, cfg, group, comm, seed):
         self.oc = cfg.oracle
-        self.calcs = CalculatorSource(cfg)
+        self.calcs = CalculatorSource(cfg, comm)
         self.inserted = cfg.replicas.gcmc.inserted
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.seed = int(seq.generate_state(1)[0])  # pre-training MD: cages, velocities, Langevin noise

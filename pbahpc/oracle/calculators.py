@@ -1,4 +1,5 @@
-"""The oracle's ASE calculators: the teacher, any ``package.module:Class`` factory, or the VASP preset.
+"""The oracle's ASE calculators: the teacher, a shipped universal potential (``universal``), any
+``package.module:Class`` factory, or the VASP preset.
 
 VASP preset (``oracle.calculator: vasp``), the paper's settings: PBEsol (GGA = PS), DFT+U (Dudarev,
 LDAUTYPE 2) with U = 5.5 eV on the d shells (L = 2) of Mn and Fe and none elsewhere, ENCUT 700 eV, the
@@ -98,9 +99,12 @@ def write_vasp_inputs_without_potcar(calc, atoms, directory: str | Path) -> None
 
 
 class CalculatorSource:
-    """Makes the calculator for one frame: one shared instance, or (VASP) one per frame directory."""
+    """Makes the calculator for one frame: one shared instance, or (VASP) one per frame directory.
 
-    def __init__(self, cfg):
+    ``comm``: the oracle group's communicator; a universal model's torch threads are shared among its
+    ranks on a node (without one: this process alone)."""
+
+    def __init__(self, cfg, comm=None):
         oc = cfg.oracle
         self.oc, self.timeout_s, self.shared = oc, oc.timeout_s, None
         self.vasp = oc.calculator == "vasp"
@@ -108,6 +112,10 @@ class CalculatorSource:
             from .teacher import TeacherCalculator
 
             self.shared = TeacherCalculator(inserted=cfg.replicas.gcmc.inserted, variant=cfg.replicas.gcmc.teacher)
+        elif oc.calculator == "universal":
+            from .universal import torch_threads, universal_calculator
+
+            self.shared = universal_calculator(oc.universal, torch_threads(comm) if comm is not None else 1)
         elif self.vasp:
             run_dir = Path(cfg.campaign.run_dir or Path("runs") / cfg.campaign.name)
             self.root = Path(oc.vasp.directory)
