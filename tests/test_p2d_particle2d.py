@@ -147,6 +147,50 @@ def test_colouring_separates_every_row_s_columns():
         assert not np.any(hit & ~allowed[:, k]), k
 
 
+def _flat_interface_energy(p: AxisymmetricSphere, x_of_z, W: float, k: float) -> float:
+    """The particle mesh's discrete free energy (J) of x(z), z = r cos(theta): sum V W x^2 (1 - x)^2 over
+    cells plus (k FU^2 / 2) sum w (dx)^2 over faces, w = area / distance (the gradient energy whose
+    variation is -k lap c of the mu rows)."""
+    z = p.rc[:, None] * np.cos(p.theta_c)[None, :]
+    x = x_of_z(z)
+    bulk = np.sum(p.V * W * x**2 * (1 - x) ** 2)
+    grad = np.sum(p.wr * np.diff(x, axis=0) ** 2) + np.sum(p.wt * np.diff(x, axis=1) ** 2)
+    return bulk + 0.5 * k * p.fu**2 * grad
+
+
+def test_flat_interface_energy_is_eq26_gamma_times_its_area_to_mesh_accuracy():
+    from scipy.integrate import quad
+
+    from pbahpc.continuum import mapping
+    from pbahpc.continuum.functions import Polynomial
+
+    fu, W, radius = 5700.0, 2.0e6, 1e-6  # quartic well G = W x^2 (1 - x)^2 J/m^3 (test_p2d_parameters)
+    mu = Polynomial(np.array([0.0, 1.0, -3.0, 2.0]) * 2 * W / fu)
+    gap = mapping.common_tangent(mu, -0.25, 1.25)
+    delta = radius / 12
+    k = W * (delta / fu) ** 2 / 2  # tanh profile x = (1 + tanh(z / delta)) / 2, delta = fu sqrt(2 k / W)
+    gamma = mapping.interface_energy_from_kappa(k, mu, gap, fu)  # Eq. 26
+
+    def x_of_z(z):
+        return 0.5 * (1 + np.tanh(z / delta))
+
+    def density(z):  # the profile's energy per volume; equipartition: twice the bulk term
+        return 2 * W * (x_of_z(z) * (1 - x_of_z(z))) ** 2
+
+    # the plane through the centre cuts the sphere in discs of area pi (R^2 - z^2)
+    exact = quad(lambda z: density(z) * np.pi * (radius**2 - z**2), -radius, radius, points=[0.0], epsabs=0)[0]
+    curvature = quad(lambda z: density(z) * np.pi * z**2, -radius, radius, points=[0.0], epsabs=0)[0]
+    assert exact + curvature == pytest.approx(gamma * np.pi * radius**2, rel=1e-6)
+    errors = []
+    for nr in (24, 48, 96):  # delta spans 2, 4, 8 radial cells
+        e = electrode(CahnHilliard2DParticle(mu, const(1e-20), k, cells_theta=2 * nr), nr, fu=fu, radius=radius)
+        p = AxisymmetricSphere(e, T, perturbation_x=0.0)
+        errors.append(abs(_flat_interface_energy(p, x_of_z, W, k) / exact - 1))
+    assert errors[-1] < 1e-3
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all((orders > 1.7) & (orders < 2.5)), (errors, orders)
+
+
 # ---- configuration --------------------------------------------------------------------------------
 MNFEPBA_2D = ROOT / "inputs" / "p2d-mnfepba-2d.yaml"
 

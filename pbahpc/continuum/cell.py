@@ -106,7 +106,8 @@ class P2DCell:
         self.f = FARADAY_C_MOL / (R_GAS_J_MOL_K * self.T)
         self.i1c = one_c_current_density(cell)
         self._build_grid()
-        self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm)
+        self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm,
+                                           ownership_ranges=(self._ownership(comm.Get_size()),))
         (self.xs, self.xe), = da.getRanges()
         (self.gs, self.ge), = da.getGhostRanges()
         self.u = da.createGlobalVec()
@@ -159,6 +160,19 @@ class P2DCell:
         self._colour_of = colour
         faces = np.concatenate([[0.0], np.cumsum(self.dx)])
         self.x_centres_m = 0.5 * (faces[1:] + faces[:-1])
+
+    def _ownership(self, size: int) -> list[int]:
+        """Nodes per rank, contiguous, balancing NE + the node's particle unknowns (its work): an even
+        split put all 2-D particles of a thin cathode on one rank."""
+        w = np.full(self.n_nodes, float(NE))
+        for r in self.regions:
+            w[r.start:r.stop] += r.particle.slots
+        cum = np.cumsum(w)
+        cuts = [0]
+        for k in range(1, size):
+            cut = int(np.argmin(np.abs(cum - cum[-1] * k / size))) + 1
+            cuts.append(min(max(cut, cuts[-1] + 1), self.n_nodes - (size - k)))
+        return np.diff(cuts + [self.n_nodes]).tolist()
 
     def _scales(self) -> None:
         """Typical magnitudes per unknown (finite-difference steps, tolerances) and per row (scaling)."""
