@@ -51,8 +51,8 @@ def ch2d_cell(nx=3, nr=8, nt=6, x0=0.95, perturbation=1e-3, settings=None, comm=
 
 
 # ---- the particle alone ---------------------------------------------------------------------------
-@pytest.mark.parametrize("law", [FickianParticle(const(D_FICK), ocv_cathode), CahnHilliardParticle(mu_ch, mob_ch, KAPPA_CH)],
-                         ids=["fickian", "cahn-hilliard"])
+@pytest.mark.parametrize("law", [FickianParticle(const(D_FICK), ocv_cathode),
+                                 CahnHilliardParticle(mu_ch, mob_ch, KAPPA_CH)], ids=["fickian", "cahn-hilliard"])
 def test_theta_uniform_state_has_the_1d_sphere_rows(law):
     e = electrode(law, 7)
     one, two = SplitSphere(e, T), AxisymmetricSphere(e, T, cells_theta=5, perturbation_x=0.0)
@@ -200,7 +200,7 @@ def test_mnfepba_2d_input_builds_the_2d_particle():
         warnings.simplefilter("ignore", ParameterWarning)
         ps = load_parameters(MNFEPBA_2D)
     law = ps.cell.cathode.particle
-    assert isinstance(law, CahnHilliard2DParticle) and law.cells_theta == 8 and law.perturbation_x == 1e-3
+    assert isinstance(law, CahnHilliard2DParticle) and law.cells_theta == 4 and law.perturbation_x == 1e-3
     assert [s.c_rate for s in ps.protocol] == [-0.1, 0.1]
 
 

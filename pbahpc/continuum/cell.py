@@ -389,7 +389,8 @@ class P2DCell:
         ts.setMonitor(self._monitor)
         ts.setPostStep(self._poststep)
         opts = PETSc.Options()
-        prefix = "" if self._condensed is None else "condensed_" if self.comm.Get_size() == 1 else "condensed_redundant_"
+        prefix = ("" if self._condensed is None else
+                  "condensed_" if self.comm.Get_size() == 1 else "condensed_redundant_")
         defaults = {**_DEFAULT_OPTIONS, **{prefix + k: v for k, v in _LU_ORDERING.items()}}
         for name, value in defaults.items():
             if not opts.hasName(name):
