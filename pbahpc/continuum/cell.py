@@ -29,8 +29,9 @@ potentials; the IFunction is M udot + R(u) with a constant diagonal M.
 
 Parallel: the nodes are distributed by a 1-D DMDA over the communicator passed in (one ghost node);
 the residual of the owned nodes needs only the ghosted local vector. The Jacobian dR/du is built by
-finite differences with a fixed 19-colour colouring of the known block pattern (each rank differences
-its own rows, perturbing ghost columns too, so no extra communication), plus shift * M. The
+finite differences with a colouring of the known block pattern (each particle discretisation colours
+its own block; 19 colours with 1-D spheres); each rank differences its own rows, perturbing ghost
+columns too, so no extra communication; plus shift * M. The
 Butler-Volmer row's pattern holds the particle's surface slots, through which both U and the
 exchange current's surface stoichiometry enter, so j0(c_e, x_surf, T) needs no derivative of its own.
 """
