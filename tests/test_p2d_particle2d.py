@@ -191,6 +191,19 @@ def test_flat_interface_energy_is_eq26_gamma_times_its_area_to_mesh_accuracy():
     assert np.all((orders > 1.7) & (orders < 2.5)), (errors, orders)
 
 
+def test_facet_exchange_currents_keep_the_mean_and_shift_current_to_the_fast_facets():
+    law = CahnHilliard2DParticle(mu_ch, mob_ch, KAPPA_CH, cells_theta=6, exchange_current_variation=0.5)
+    p = AxisymmetricSphere(electrode(law, 5), T, perturbation_x=0.0)
+    assert p.j0_factor @ p.As / p.As.sum() == pytest.approx(1.0, rel=1e-14)
+    assert np.ptp(p.j0_factor) > 0.3 and np.all(p.j0_factor >= 0.0)
+    u0, U0 = p.initial()
+    c, mu = p._fields(u0)
+    f = F / (R_GAS_J_MOL_K * T)
+    jk = p.surface_currents(c[-1], mu[-1], np.array(1000.0), np.array(U0 + 1e-4), f)
+    # a uniform state at a small overpotential: j_k proportional to its facet's j0, same mean as j0 alone
+    np.testing.assert_allclose(jk / jk.mean(), p.j0_factor / p.j0_factor.mean(), rtol=1e-12)
+
+
 # ---- configuration --------------------------------------------------------------------------------
 MNFEPBA_2D = ROOT / "inputs" / "p2d-mnfepba-2d.yaml"
 
@@ -206,7 +219,8 @@ def test_mnfepba_2d_input_builds_the_2d_particle():
 
 @pytest.mark.parametrize("key, value, problem", [("cells_theta", 2, "must be >= 4"),
                                                  ("perturbation_x", -1e-3, "must be >= 0.0"),
-                                                 ("cells_thetas", 8, "unknown key")])
+                                                 ("cells_thetas", 8, "unknown key"),
+                                                 ("exchange_current_variation", 0.6, "<= 0.5")])
 def test_bad_2d_particle_keys_are_one_line_errors(tmp_path, key, value, problem):
     data = yaml.safe_load(MNFEPBA_2D.read_text())
     data = copy.deepcopy(data)

@@ -55,6 +55,9 @@ class CahnHilliard2DParticle(CahnHilliardParticle):
     perturbation_x: float = 1e-3
     """Amplitude of the seeded zero-mean stoichiometry noise of the initial state (breaks the symmetry)."""
     seed: int = 0
+    exchange_current_variation: float = 0.0
+    """Seeded zero-mean relative variation of j0 between surface cells (facets of different reactivity):
+    unlike the initial noise, it survives a single-phase state and so breaks the symmetry on discharge too."""
 
 
 Particle = FickianParticle | CahnHilliardParticle

@@ -102,6 +102,9 @@ class CahnHilliard2DSection(CahnHilliardSection):
     perturbation_x: float = field(default=1e-3, metadata=_m(min=0.0))
     """Amplitude of the seeded zero-mean initial stoichiometry noise that breaks the symmetry."""
     seed: int = field(default=0, metadata=_m(min=0))
+    exchange_current_variation: float = field(default=0.0, metadata=_m(min=0.0, max=0.5))
+    """Seeded zero-mean relative variation of j0 between surface cells (persistent symmetry breaking);
+    a uniform [-1, 1] draw minus its mean stays within [-2, 2], so <= 0.5 keeps every j0 >= 0."""
 
 
 PARTICLE_MODELS = {"fickian": FickianSection, "cahn-hilliard": CahnHilliardSection,
@@ -441,5 +444,5 @@ def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSecti
     if isinstance(sec, CahnHilliard2DSection):
         return CahnHilliard2DParticle(mu_hom_J_mol=mu, mobility=mobility, kappa_J_m5_mol2=kappa,
                                       cells_theta=sec.cells_theta, perturbation_x=sec.perturbation_x,
-                                      seed=sec.seed), info
+                                      seed=sec.seed, exchange_current_variation=sec.exchange_current_variation), info
     return CahnHilliardParticle(mu_hom_J_mol=mu, mobility=mobility, kappa_J_m5_mol2=kappa), info

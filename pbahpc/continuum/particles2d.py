@@ -20,7 +20,9 @@ The molar flow out of surface cell k is A_k (j_k - jbar + j) / F: equal to A_k j
 holds, and summing to A j / F at any iterate, so particle plus electrolyte conserve the ion to
 round-off whatever the Newton iterate (the electrolyte receives a j / F).
 
-Symmetry breaking: the initial state carries a seeded zero-mean (volume-weighted) stoichiometry noise.
+Symmetry breaking: the initial state carries a seeded zero-mean (volume-weighted) stoichiometry noise,
+and j0 may vary between surface cells (`exchange_current_variation`, area mean unchanged): the noise is
+erased once the particle is single-phase (the end of a charge), the facets are not.
 
 The Jacobian's sparsity is known: a c row sees c, mu of its cell and its 4 neighbours, a mu row mu of
 its cell and c of the 5; surface c rows (through jbar) and the node's j row see every surface slot. The
@@ -69,6 +71,10 @@ class AxisymmetricSphere:
         self.wt = (np.pi * np.diff(rf**2)[:, None] * np.sin(tf[1:-1])[None, :]) / (self.rc[:, None] * dth)
         self.As = 2.0 * np.pi * R**2 * dcos  # surface area of each surface cell, m^2
         self.mobility = law.mobility if self.ch else law.diffusivity_m2_s
+        # facets of different reactivity: j0 factors with area mean 1 (a second stream of the seed)
+        spread = np.random.default_rng([self.seed, 1]).uniform(-1.0, 1.0, nt)
+        spread -= spread @ self.As / self.As.sum()
+        self.j0_factor = 1.0 + getattr(law, "exchange_current_variation", 0.0) * spread
         self.surface_slots = tuple(range(2 * (nr - 1) * nt, self.slots))
         self.differential, self.mass, self.typical, self.row_scale = slot_scales(self.slots, self.fu, self.ch,
                                                                                  temperature_K)
@@ -151,7 +157,7 @@ class AxisymmetricSphere:
         U, x = self._surface(c_s, mu_s)
         eta = np.clip(f * (dphi_V[..., None] - U), -200.0, 200.0)
         alpha = e.transfer_coefficient
-        j0 = e.exchange_current_A_m2(np.maximum(c_e, 0.0)[..., None], x, self.T)
+        j0 = e.exchange_current_A_m2(np.maximum(c_e, 0.0)[..., None], x, self.T) * self.j0_factor
         return j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
 
     def initial(self) -> tuple[Array, float]:
