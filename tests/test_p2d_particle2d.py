@@ -214,6 +214,7 @@ def test_mnfepba_2d_input_builds_the_2d_particle():
         ps = load_parameters(MNFEPBA_2D)
     law = ps.cell.cathode.particle
     assert isinstance(law, CahnHilliard2DParticle) and law.cells_theta == 4 and law.perturbation_x == 1e-3
+    assert law.exchange_current_variation == 0.5
     assert [s.c_rate for s in ps.protocol] == [-0.1, 0.1]
 
 
