@@ -29,8 +29,9 @@ potentials; the IFunction is M udot + R(u) with a constant diagonal M.
 
 Parallel: the nodes are distributed by a 1-D DMDA over the communicator passed in (one ghost node);
 the residual of the owned nodes needs only the ghosted local vector. The Jacobian dR/du is built by
-finite differences with a fixed 19-colour colouring of the known block pattern (each rank differences
-its own rows, perturbing ghost columns too, so no extra communication), plus shift * M. The
+finite differences with a colouring of the known block pattern (each particle discretisation colours
+its own block; 19 colours with 1-D spheres); each rank differences its own rows, perturbing ghost
+columns too, so no extra communication; plus shift * M. The
 Butler-Volmer row's pattern holds the particle's surface slots, through which both U and the
 exchange current's surface stoichiometry enter, so j0(c_e, x_surf, T) needs no derivative of its own.
 """
@@ -113,7 +114,8 @@ class P2DCell:
         self.f = FARADAY_C_MOL / (R_GAS_J_MOL_K * self.T)
         self.i1c = one_c_current_density(cell)
         self._build_grid()
-        self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm)
+        self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm,
+                                           ownership_ranges=(self._ownership(comm.Get_size()),))
         (self.xs, self.xe), = da.getRanges()
         (self.gs, self.ge), = da.getGhostRanges()
         self.u = da.createGlobalVec()
@@ -154,11 +156,31 @@ class P2DCell:
                 self.sigma[start:start + n] = p.solid_conductivity_eff_S_m
             start += n
         self.dof = NE + max(r.particle.slots for r in self.regions)
-        # particle slots: colour = slot mod (2 bandwidth + 1), distinct within any row's reach
-        self._particle_colours = 2 * max(r.particle.bandwidth for r in self.regions) + 1
+        # finite-difference colours: the node's 4 unknowns by node mod 3, particle slots by their
+        # discretisation's colouring (nodes' particles never share a row); unused slots are identity rows
+        self._particle_colours = max(r.particle.n_colours for r in self.regions)
         self.n_colours = 3 * NE + self._particle_colours
+        slot = np.arange(self.dof)
+        colour = np.where(slot < NE, NE * (np.arange(self.n_nodes)[:, None] % 3) + slot,
+                          3 * NE + (slot - NE) % self._particle_colours)
+        for r in self.regions:
+            colour[r.start:r.stop, NE:NE + r.particle.slots] = 3 * NE + r.particle.colours
+        self._colour_of = colour
         faces = np.concatenate([[0.0], np.cumsum(self.dx)])
         self.x_centres_m = 0.5 * (faces[1:] + faces[:-1])
+
+    def _ownership(self, size: int) -> list[int]:
+        """Nodes per rank, contiguous, balancing NE + the node's particle unknowns (its work): an even
+        split put all 2-D particles of a thin cathode on one rank."""
+        w = np.full(self.n_nodes, float(NE))
+        for r in self.regions:
+            w[r.start:r.stop] += r.particle.slots
+        cum = np.cumsum(w)
+        cuts = [0]
+        for k in range(1, size):
+            cut = int(np.argmin(np.abs(cum - cum[-1] * k / size))) + 1
+            cuts.append(min(max(cut, cuts[-1] + 1), self.n_nodes - (size - k)))
+        return np.diff(cuts + [self.n_nodes]).tolist()
 
     def _scales(self) -> None:
         """Typical magnitudes per unknown (finite-difference steps, tolerances) and per row (scaling)."""
@@ -190,11 +212,18 @@ class P2DCell:
     def _pattern(self) -> None:
         """CSR pattern of the owned rows (global columns) and each entry's colour."""
         dof, nslots = self.dof, self.dof - NE
-        last, band = {}, {}
+        last, block = {}, {}
         for r in self.regions:
+            p_rows, p_cols = r.particle.pattern()
+            per_row = [[] for _ in range(nslots)]
+            for a, b in zip(p_rows.tolist(), p_cols.tolist()):
+                per_row[a].append(NE + b)
+            for p in range(r.particle.slots, nslots):  # unused slots: identity rows
+                per_row[p].append(NE + p)
             for n in range(r.start, r.stop):
                 last[n] = tuple(NE + q for q in r.particle.surface_slots)
-                band[n] = r.particle.bandwidth
+                block[n] = per_row
+        identity = [[NE + p] for p in range(nslots)]
         rows, cols = [], []
         for n in range(self.xs, self.xe):
             nb = [m for m in (n - 1, n, n + 1) if 0 <= m < self.n_nodes]
@@ -204,24 +233,21 @@ class P2DCell:
                     cset += [n * dof + p for p in last[n]]
                 rows.append(n * dof + v)
                 cols.append(sorted(cset))
-            for p in range(nslots):
-                q, b = NE + p, band.get(n, 0)
-                cset = [n * dof + NE + pp for pp in range(max(0, p - b), min(nslots, p + b + 1))]
-                if n in last and q in last[n]:
+            surface = set(last.get(n, ()))
+            for p, reach in enumerate(block.get(n, identity)):
+                q = NE + p
+                cset = [n * dof + w for w in reach]
+                if q in surface:
                     cset += [n * dof + w for w in range(NE)]
                 rows.append(n * dof + q)
-                cols.append(sorted(cset))
+                cols.append(sorted(set(cset)))
         self._indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(self.PETSc.IntType)
         self._cols = np.concatenate(cols).astype(self.PETSc.IntType)
         self._rows = np.repeat(np.arange(len(cols)), [len(c) for c in cols])  # owned-local row index
-        node, slot = self._cols // dof, self._cols % dof
-        self._colour = np.where(slot < NE, NE * (node % 3) + slot, 3 * NE + (slot - NE) % self._particle_colours)
+        self._colour = self._colour_of[self._cols // dof, self._cols % dof]
         # The same columns in the ghosted local array (offset by the ghost start).
         self._cols_local = self._cols - self.gs * dof
-        g_node = np.arange(self.gs, self.ge)[:, None]
-        g_slot = np.arange(dof)[None, :]
-        self._colour_local = np.where(g_slot < NE, NE * (g_node % 3) + g_slot,
-                                      3 * NE + (g_slot - NE) % self._particle_colours)
+        self._colour_local = self._colour_of[self.gs:self.ge]
         self._slots = np.arange(self._colour_local.size)
         # Solid conductance of the faces between ghosted nodes (series mean; 0 next to the separator).
         sig, half = self.sigma[self.gs:self.ge], 0.5 * self.dx[self.gs:self.ge]
@@ -290,12 +316,16 @@ class P2DCell:
     def _electrode_rows(self, r: _Region, u: Array, R: Array) -> None:
         """Particle, Butler-Volmer (Eq. 29) and unused-slot rows of one electrode's nodes (in place)."""
         p, e, j = r.particle, r.electrode, u[..., JJ]
+        R[..., NE + p.slots:] = u[..., NE + p.slots:]
+        if getattr(p, "local_reaction", False):  # Butler-Volmer per surface point (particles2d.py)
+            R[..., NE:NE + p.slots], R[..., JJ] = p.reaction_rows(u[..., NE:NE + p.slots], j, u[..., CE],
+                                                                  u[..., PS] - u[..., PE], self.f)
+            return
         R[..., NE:NE + p.slots], U, x_surf = p.rows(u[..., NE:NE + p.slots], j)
         eta = np.clip(self.f * (u[..., PS] - u[..., PE] - U), -200.0, 200.0)
         alpha = e.transfer_coefficient
         j0 = e.exchange_current_A_m2(np.maximum(u[..., CE], 0.0), x_surf, self.T)
         R[..., JJ] = j - j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
-        R[..., NE + p.slots:] = u[..., NE + p.slots:]
 
     # ---- PETSc callbacks --------------------------------------------------------------------
     def _local(self, X) -> Array:
@@ -355,7 +385,8 @@ class P2DCell:
         # -pc_type lu -pc_factor_mat_solver_type mumps. Any -pc_type overrides.
         pc = ksp.getPC()
         self._condensed = None
-        if self.comm.Get_size() == 1:
+        # an unbanded particle (2-D) would fill a whole-Jacobian LU: condense on one rank too
+        if self.comm.Get_size() == 1 and all(r.particle.bandwidth is not None for r in self.regions):
             pc.setType("lu")
         else:
             pc.setType("python")
@@ -366,7 +397,8 @@ class P2DCell:
         ts.setMonitor(self._monitor)
         ts.setPostStep(self._poststep)
         opts = PETSc.Options()
-        prefix = "" if self.comm.Get_size() == 1 else "condensed_redundant_"
+        prefix = ("" if self._condensed is None else
+                  "condensed_" if self.comm.Get_size() == 1 else "condensed_redundant_")
         defaults = {**_DEFAULT_OPTIONS, **{prefix + k: v for k, v in _LU_ORDERING.items()}}
         for name, value in defaults.items():
             if not opts.hasName(name):

@@ -9,7 +9,7 @@ Butler-Volmer row sees its surface slots), so with the node blocks
 A_pp is block diagonal (one small banded block per node, on the rank that owns the node): eliminating
 x_p leaves the Schur complement S = A_ee - A_ep A_pp^-1 A_pe on the 4 electrolyte/solid/interface
 unknowns per node, with A_ee's sparsity (A_pe and A_ep reach only the node's own unknowns). The
-particle work is local (sparse LU of A_pp on each rank); only S, 4 unknowns per node instead of
+particle work is local (band LU of A_pp on each rank, SuperLU for 2-D particles); only S, 4 unknowns per node instead of
 4 + slots, is factored as a whole (LU on one rank, redundantly on several). Used as a PETSc Python PC
 with KSP preonly, it is a direct solver; `-pc_type lu` etc. still override it.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dgbtrf, dgbtrs
+from scipy.sparse.linalg import splu
 
 
 class CondensedLU:
@@ -28,7 +29,8 @@ class CondensedLU:
         self.cell = cell
         PETSc, dof, ne = cell.PETSc, cell.dof, 4
         self.ne = ne
-        self.band = max(r.particle.bandwidth for r in cell.regions)
+        bands = [r.particle.bandwidth for r in cell.regions]
+        self.band = None if None in bands else max(bands)  # None: sparse LU (2-D particles)
         n_own = cell.xe - cell.xs
         rows = cell._rows  # owned-local row of each pattern entry
         cols = cell._cols  # global column
@@ -70,15 +72,25 @@ class CondensedLU:
 
     def update(self, values: np.ndarray) -> None:
         """Factor A_pp, form S from the Jacobian's values (same order as the cell's pattern)."""
-        ne, n_p = self.ne, self.np_
+        n_p = self.np_
         r, c = self._idx["pp"]
+        if self.band is None:  # a 2-D particle's block: SuperLU (COLAMD ordering), nodes decouple
+            self._lu = splu(sp.csc_matrix((values[self._pp], (r, c)), shape=(n_p, n_p)))
+        else:
+            self._band_lu(values[self._pp], r, c, n_p)
+        self._condense(values)
+
+    def _band_lu(self, v, r, c, n_p) -> None:
         # A_pp is banded (the particle bandwidth; nodes simply do not couple): LAPACK band LU
         kl = ku = self.band
         ab = np.zeros((2 * kl + ku + 1, n_p))
-        ab[kl + ku + r - c, c] = values[self._pp]
+        ab[kl + ku + r - c, c] = v
         self._lu, self._piv, info = dgbtrf(np.asfortranarray(ab), kl, ku)
         if info < 0:
             raise RuntimeError(f"dgbtrf: illegal argument {-info}")
+
+    def _condense(self, values: np.ndarray) -> None:
+        ne, n_p = self.ne, self.np_
         pe_r, pe_c = self._idx["pe"]
         pe = values[self._pe]
         r, c = self._idx["ep"]
@@ -99,6 +111,8 @@ class CondensedLU:
         self.ksp.setOperators(self.S)
 
     def _solve_pp(self, rhs: np.ndarray) -> np.ndarray:
+        if self.band is None:
+            return self._lu.solve(rhs)
         x, info = dgbtrs(self._lu, self.band, self.band, rhs, self._piv)
         if info:
             raise RuntimeError(f"dgbtrs failed (info {info})")

@@ -45,6 +45,21 @@ class CahnHilliardParticle:
     """Gradient-energy coefficient k of Eq. 19, J m^5/mol^2."""
 
 
+@dataclass(frozen=True)
+class CahnHilliard2DParticle(CahnHilliardParticle):
+    """The same law on an axisymmetric (r, theta) sphere with Butler-Volmer at every surface cell
+    (particles2d.py): a Na-poor patch can stay open at the surface while the Na-rich phase grows."""
+
+    cells_theta: int = 16
+    """Polar cells over [0, pi]."""
+    perturbation_x: float = 1e-3
+    """Amplitude of the seeded zero-mean stoichiometry noise of the initial state (breaks the symmetry)."""
+    seed: int = 0
+    exchange_current_variation: float = 0.0
+    """Seeded zero-mean relative variation of j0 between surface cells (facets of different reactivity):
+    unlike the initial noise, it survives a single-phase state and so breaks the symmetry on discharge too."""
+
+
 Particle = FickianParticle | CahnHilliardParticle
 
 

@@ -25,8 +25,8 @@ from ..config.validate import ConfigError, build
 from . import mapping
 from .cell import one_c_current_density, rest_voltage_V
 from .functions import EdgeBarrier, ExchangeCurrent, FunctionSpec, Scaled
-from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Cell, Electrode, Electrolyte, FickianParticle,
-                    Separator, SolverSettings, Step)
+from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle, CahnHilliardParticle, Cell, Electrode,
+                    Electrolyte, FickianParticle, Separator, SolverSettings, Step)
 
 
 class ParameterWarning(UserWarning):
@@ -92,7 +92,23 @@ class CahnHilliardSection:
             raise ConfigError(f"{key}.physical_interface_energy_J_m2", "needs interface_energy_J_m2")
 
 
-PARTICLE_MODELS = {"fickian": FickianSection, "cahn-hilliard": CahnHilliardSection}
+@dataclass(frozen=True)
+class CahnHilliard2DSection(CahnHilliardSection):
+    """The same law on an axisymmetric (r, theta) sphere with Butler-Volmer per surface cell (particles2d.py)."""
+
+    model: Literal["cahn-hilliard-2d"]
+    cells_theta: int = field(default=16, metadata=_m(min=4))
+    """Polar cells over [0, pi] (the radial ones are the electrode's cells_r)."""
+    perturbation_x: float = field(default=1e-3, metadata=_m(min=0.0))
+    """Amplitude of the seeded zero-mean initial stoichiometry noise that breaks the symmetry."""
+    seed: int = field(default=0, metadata=_m(min=0))
+    exchange_current_variation: float = field(default=0.0, metadata=_m(min=0.0, max=0.5))
+    """Seeded zero-mean relative variation of j0 between surface cells (persistent symmetry breaking);
+    a uniform [-1, 1] draw minus its mean stays within [-2, 2], so <= 0.5 keeps every j0 >= 0."""
+
+
+PARTICLE_MODELS = {"fickian": FickianSection, "cahn-hilliard": CahnHilliardSection,
+                   "cahn-hilliard-2d": CahnHilliard2DSection}
 
 
 @dataclass(frozen=True)
@@ -446,4 +462,8 @@ def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSecti
     else:
         mobility = mapping.mobility_from_diffusivity(sec.diffusivity_m2_s.poor, sec.diffusivity_m2_s.rich, mu, gap, fu)
         info.update(mobility_poor=float(mobility(gap.binodal_x[0])), mobility_rich=float(mobility(gap.binodal_x[1])))
+    if isinstance(sec, CahnHilliard2DSection):
+        return CahnHilliard2DParticle(mu_hom_J_mol=mu, mobility=mobility, kappa_J_m5_mol2=kappa,
+                                      cells_theta=sec.cells_theta, perturbation_x=sec.perturbation_x,
+                                      seed=sec.seed, exchange_current_variation=sec.exchange_current_variation), info
     return CahnHilliardParticle(mu_hom_J_mol=mu, mobility=mobility, kappa_J_m5_mol2=kappa), info

@@ -3,12 +3,17 @@
 The cell (cell.py) treats a particle as a block of `slots` unknowns per node and asks its
 discretisation for their rows, given the interfacial current density j (A/m^2, > 0 takes the ion out),
 and for the equilibrium potential U (V vs the metal) that enters Butler-Volmer. A new particle model
-(the paper's 1-D particle cannot discharge through its Na-rich shell; a model that can comes next)
+(the paper's 1-D particle cannot discharge through its Na-rich shell; particles2d.py's can)
 implements the same small interface and is chosen in `discretise` from the electrode's particle law.
 
 Interface of a discretisation (all arrays may carry leading batch axes before `nodes`):
     slots, bandwidth        unknowns per node; a row depends on slots at most `bandwidth` away
-    surface_slots           the slots U depends on (besides j)
+    surface_slots           the slots U depends on (besides j); their rows may see the node's 4 unknowns
+    pattern() -> (rows, cols) the particle block's structural entries (slot pairs); colours, n_colours:
+                            a colour per slot, distinct among the columns of any row (finite differences)
+    local_reaction          optional, true: reaction_rows(u, j, c_e, phi_s - phi_e, F/RT) -> (R, j row)
+                            replaces rows(); the particle computes Butler-Volmer per surface point
+                            (particles2d.py); bandwidth None: not banded (sparse LU in condensed.py)
     rows(u, j) -> (R, U, x) residual rows (..., nodes, slots) without the time derivative, U, and the
                             surface stoichiometry x that the exchange current j0(c_e, x, T) sees
     mass, typical, row_scale, differential   per-slot arrays: M in M du/dt + R, magnitudes, row
@@ -20,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliardParticle, Electrode, FickianParticle
+from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle, CahnHilliardParticle, Electrode,
+                    FickianParticle)
 from .particle import Mesh
 
 Array = np.ndarray
@@ -51,12 +57,18 @@ class SplitSphere:
         self.A, self.volumes_m3, self.h = self.mesh.areas_m2, self.mesh.volumes_m3, self.mesh.dr_m
         self.mobility = law.mobility if self.ch else law.diffusivity_m2_s
         self.surface_slots = (self.slots - 2, self.slots - 1)
-        rt = R_GAS_J_MOL_K * temperature_K
-        c_slot = np.arange(self.slots) % 2 == 0
-        self.differential = c_slot
-        self.mass = np.where(c_slot, 1.0 / self.fu, 0.0)
-        self.typical = np.where(c_slot, self.fu, rt if self.ch else self.fu)
-        self.row_scale = 1.0 / self.typical
+        self.differential, self.mass, self.typical, self.row_scale = slot_scales(self.slots, self.fu, self.ch,
+                                                                                 temperature_K)
+        # finite-difference colours: slot mod (2 bandwidth + 1) is distinct within any row's reach
+        self.n_colours = 2 * self.bandwidth + 1
+        self.colours = np.arange(self.slots) % self.n_colours
+
+    def pattern(self) -> tuple[Array, Array]:
+        """(row slot, column slot) of every entry of the particle block: the band."""
+        rows, cols = np.meshgrid(np.arange(self.slots), np.arange(-self.bandwidth, self.bandwidth + 1), indexing="ij")
+        cols = rows + cols
+        ok = (cols >= 0) & (cols < self.slots)
+        return rows[ok], cols[ok]
 
     def rows(self, u: Array, j: Array) -> tuple[Array, Array, Array]:
         c, mu = u[..., 0::2], u[..., 1::2]
@@ -92,8 +104,19 @@ class SplitSphere:
         return self.mesh.centres_m
 
 
+def slot_scales(slots: int, fu: float, ch: bool, temperature_K: float) -> tuple[Array, Array, Array, Array]:
+    """Per-slot (differential, mass, typical, row_scale) of interleaved [c, mu] unknowns: c rows carry
+    the time derivative (scaled by 1/fu like the row), mu rows are algebraic (scale RT, or fu if mu = c)."""
+    c_slot = np.arange(slots) % 2 == 0
+    typical = np.where(c_slot, fu, R_GAS_J_MOL_K * temperature_K if ch else fu)
+    return c_slot, np.where(c_slot, 1.0 / fu, 0.0), typical, 1.0 / typical
+
+
 def discretise(electrode: Electrode, temperature_K: float):
     """The discretisation of an electrode's particle law (the place to add new particle models)."""
+    if isinstance(electrode.particle, CahnHilliard2DParticle):
+        from .particles2d import AxisymmetricSphere
+        return AxisymmetricSphere(electrode, temperature_K)
     if isinstance(electrode.particle, (CahnHilliardParticle, FickianParticle)):
         return SplitSphere(electrode, temperature_K)
     raise TypeError(f"no discretisation for particle law {type(electrode.particle).__name__}")
