@@ -83,8 +83,11 @@ def test_undertrained_mtp_fails_its_fidelity_table_and_the_reference_is_the_teac
         e = atoms.get_potential_energy()
         assert (abs(e - float(r["energy_eV"])) <= 1e-8 * abs(e)) == is_reference, (name, e, float(r["energy_eV"]))
     assert "fidelity" in out.stderr  # the properties stage's headline on the terminal
-    for name in ("diffusion|x0.5|T800", "reference|diffusion|x0.5|T800"):
-        assert "frames" in str(runs[name]["failed"]), runs[name]
+    # the reference's run is too short to analyse; the under-trained MTP's (ungraded) may instead lose atoms
+    # first at 800 K, depending on where its one fit landed -- either way a reported failure, not a crash
+    assert "frames" in str(runs["reference|diffusion|x0.5|T800"]["failed"]), runs["reference|diffusion|x0.5|T800"]
+    learned = str(runs["diffusion|x0.5|T800"]["failed"])
+    assert "frames" in learned or "Lost atoms" in learned, runs["diffusion|x0.5|T800"]
     assert report.count("D(x = 0.5, T = 800 K)              failed: ") == 2, report
 
 

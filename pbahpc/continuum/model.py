@@ -23,6 +23,14 @@ Fn = Callable[[Array], Array]
 """A vectorised scalar function, e.g. OCV(x) in V or D(c_e) in m^2/s."""
 
 
+def slot_scales(slots: int, fu: float, ch: bool, temperature_K: float) -> tuple[Array, Array, Array, Array]:
+    """Per-slot (differential, mass, typical, row_scale) of interleaved [c, mu] unknowns: c rows carry
+    the time derivative (scaled by 1/fu like the row), mu rows are algebraic (scale RT, or fu if mu = c)."""
+    c_slot = np.arange(slots) % 2 == 0
+    typical = np.where(c_slot, fu, R_GAS_J_MOL_K * temperature_K if ch else fu)
+    return c_slot, np.where(c_slot, 1.0 / fu, 0.0), typical, 1.0 / typical
+
+
 @dataclass(frozen=True)
 class FickianParticle:
     """dc/dt = div(D grad c) in a sphere; equilibrium potential from a tabulated OCV."""

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle, CahnHilliardParticle, Electrode,
-                    FickianParticle)
+from .model import (FARADAY_C_MOL, CahnHilliard2DParticle, CahnHilliardParticle, Electrode,
+                    FickianParticle, slot_scales)
 from .particle import Mesh
 
 Array = np.ndarray
@@ -102,14 +102,6 @@ class SplitSphere:
     @property
     def centres_m(self) -> Array:
         return self.mesh.centres_m
-
-
-def slot_scales(slots: int, fu: float, ch: bool, temperature_K: float) -> tuple[Array, Array, Array, Array]:
-    """Per-slot (differential, mass, typical, row_scale) of interleaved [c, mu] unknowns: c rows carry
-    the time derivative (scaled by 1/fu like the row), mu rows are algebraic (scale RT, or fu if mu = c)."""
-    c_slot = np.arange(slots) % 2 == 0
-    typical = np.where(c_slot, fu, R_GAS_J_MOL_K * temperature_K if ch else fu)
-    return c_slot, np.where(c_slot, 1.0 / fu, 0.0), typical, 1.0 / typical
 
 
 def discretise(electrode: Electrode, temperature_K: float):

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import FARADAY_C_MOL, CahnHilliardParticle
-from .particles import slot_scales
+from .model import FARADAY_C_MOL, CahnHilliardParticle, slot_scales
 
 Array = np.ndarray
 

@@ -592,7 +592,13 @@ class Bootstrap:
 
     @staticmethod
     def _sd(a: Array) -> Array:
-        return np.nanstd(a, axis=0, ddof=1)
+        """Sample SD over the replicates, NaN where fewer than two are finite (without numpy's warning)."""
+        a = np.asarray(a, dtype=float)
+        flat = a.reshape(len(a), -1)
+        ok = np.sum(~np.isnan(flat), axis=0) >= 2
+        out = np.full(flat.shape[1], np.nan)
+        out[ok] = np.nanstd(flat[:, ok], axis=0, ddof=1)
+        return out.reshape(a.shape[1:])
 
     @property
     def sigma_mu(self) -> Array:
@@ -673,7 +679,8 @@ def plot_free_energy(analysis: Analysis, path: str | Path, boot: Bootstrap | Non
     if analysis.mu_coexistence_eV is not None:
         ax1.axhline(analysis.mu_coexistence_eV, ls="--", color="tab:blue", lw=0.8)
     lo, hi = np.percentile(analysis.mu_eV, [1, 99])
-    ax1.set_ylim(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo))
+    if hi > lo:  # one sampled mu (or all equal): matplotlib's own limits
+        ax1.set_ylim(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo))
     ax1.set_xlabel("x")
     ax1.set_ylabel("mu (eV)")
     ax1.legend(fontsize=8)
