@@ -166,7 +166,11 @@ CH_CUTOFF_V = 3.5
 @pytest.fixture(scope="module")
 def ch_charge():
     """C/2 charge of the Cahn-Hilliard cell from x = 0.95 to a 3.5 V cutoff (past the plateau)."""
-    m = ch_cell(settings=SolverSettings(output_interval_s=20.0))
+    return charge_to_cutoff(ch_cell(settings=SolverSettings(output_interval_s=20.0)))
+
+
+def charge_to_cutoff(m) -> dict:
+    """Run a C/2 charge of cell ``m`` to CH_CUTOFF_V; its fields, inventories, trace and snapshots."""
     f0, n0 = m.fields(), m.inventory_mol_m2()
     ends = m.run([Step("current", c_rate=-0.5, cutoff_V=CH_CUTOFF_V, label="charge")])
     return dict(m=m, ends=ends, f0=f0, n0=n0, n1=m.inventory_mol_m2(), f1=m.fields(),

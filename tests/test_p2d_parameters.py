@@ -210,6 +210,17 @@ def _set(data: dict, path: str, value) -> None:
         data[last] = value
 
 
+def load_error(tmp_path, data: dict):
+    """Write ``data`` as a cell file and load it; (the file, its one ConfigError's text)."""
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParameterWarning)
+        with pytest.raises(ConfigError) as err:
+            load_parameters(f)
+    return f, str(err.value)
+
+
 @pytest.mark.parametrize("path, value, key, problem", [
     ("cathode.thicknes_m", 1e-5, "cathode.thicknes_m", "unknown key (did you mean 'thickness_m'?)"),
     ("anode.thickness_m", -1e-5, "anode.thickness_m", "must be > 0.0"),
@@ -238,13 +249,7 @@ def _set(data: dict, path: str, value) -> None:
 def test_bad_input_is_one_line_naming_file_and_key(tmp_path, capsys, path, value, key, problem):
     data = copy.deepcopy(BASE)
     _set(data, path, value)
-    f = tmp_path / "bad.yaml"
-    f.write_text(yaml.safe_dump(data))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ParameterWarning)
-        with pytest.raises(ConfigError) as err:
-            load_parameters(f)
-    text = str(err.value)
+    f, text = load_error(tmp_path, data)
     assert text.startswith(f"{f}: {key}: ") and problem in text and "\n" not in text
     assert capsys.readouterr() == ("", "")
 

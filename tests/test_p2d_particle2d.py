@@ -8,7 +8,6 @@ Small meshes (8 radial x 6 polar cells, 3 cathode x-cells): the file runs in wel
 """
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
@@ -20,11 +19,11 @@ from scipy.optimize import brentq
 pytest.importorskip("mpi4py")
 pytest.importorskip("petsc4py")
 from conftest import ROOT, run_mpi_script  # noqa: E402
-from test_p2d_cell import (CH_CUTOFF_V, FU_CH, KAPPA_CH, R_CH, T, Cell, Electrode, P2DCell, Separator,  # noqa: E402
+from test_p2d_cell import (FU_CH, KAPPA_CH, R_CH, T, Cell, Electrode, P2DCell, Separator,  # noqa: E402
                            SolverSettings, Step, anode, capacity_per_x, charge_passed, const, electrolyte,
-                           in_process_comm, j0_sqrt, mob_ch, mu_ch, ocv_cathode)
+                           charge_to_cutoff, in_process_comm, j0_sqrt, mob_ch, mu_ch, ocv_cathode)
+from test_p2d_parameters import load_error  # noqa: E402
 
-from pbahpc.config import ConfigError  # noqa: E402
 from pbahpc.continuum.cell import JJ, NE  # noqa: E402
 from pbahpc.continuum.model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle,  # noqa: E402
                                     CahnHilliardParticle, FickianParticle)
@@ -224,26 +223,15 @@ def test_mnfepba_2d_input_builds_the_2d_particle():
                                                  ("exchange_current_variation", 0.6, "<= 0.5")])
 def test_bad_2d_particle_keys_are_one_line_errors(tmp_path, key, value, problem):
     data = yaml.safe_load(MNFEPBA_2D.read_text())
-    data = copy.deepcopy(data)
     data["cathode"]["particle"][key] = value
-    f = tmp_path / "bad.yaml"
-    f.write_text(yaml.safe_dump(data))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ParameterWarning)
-        with pytest.raises(ConfigError) as err:
-            load_parameters(f)
-    text = str(err.value)
+    f, text = load_error(tmp_path, data)
     assert text.startswith(f"{f}: cathode.particle.{key}: ") and problem in text and "\n" not in text
 
 
 # ---- inside the cell ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def charge2d():
-    m = ch2d_cell(settings=SolverSettings(output_interval_s=20.0))
-    f0, n0 = m.fields(), m.inventory_mol_m2()
-    ends = m.run([Step("current", c_rate=-0.5, cutoff_V=CH_CUTOFF_V, label="charge")])
-    return dict(m=m, ends=ends, f0=f0, n0=n0, n1=m.inventory_mol_m2(), f1=m.fields(),
-                trace=np.array(m.trace, dtype=float), snapshots=list(m.snapshots))
+    return charge_to_cutoff(ch2d_cell(settings=SolverSettings(output_interval_s=20.0)))
 
 
 def _mean_x(p, x_map):

@@ -123,8 +123,7 @@ class _Problem:
 
     A pass streams: each configuration's design rows (energy, 3N forces, 9 stress) are evaluated, folded
     into X^T X, X^T y, y.y and the loss, its residuals give its share of the radial gradient, and all is
-    dropped, so the
-    memory held is the neighbour vectors (~1.3 KB per atom at a 5 A cutoff) plus one configuration's
+    dropped, so the memory held is the neighbour vectors (~1.3 KB per atom at a 5 A cutoff) plus one configuration's
     basis data. The sums travel in one Allreduce of (m^2 + m + 2 + n_radial) doubles per pass."""
 
     def __init__(self, configs: list[Atoms], data, species: tuple[str, ...], comm, weights, engine: str):
