@@ -300,12 +300,13 @@ class TrainerSection:
     ridge: float = field(default=1e-12, metadata=_m(min=0.0))
     level: int = field(default=6, metadata=_m(min=2, max=28))
     """engine mtp: the MTP level (2..28; the published templates use even levels)."""
-    train_iterations: int = field(default=20, metadata=_m(min=0, max=100_000))
-    """engine mtp: alternations of linear solve and radial L-BFGS steps per retraining (0: linear only)."""
+    train_iterations: int = field(default=200, metadata=_m(min=0, max=100_000))
+    """engine mtp: L-BFGS iterations over the radial coefficients per retraining, the linear coefficients
+    solved out at each evaluation (variable projection, pbahpc.mlip.train; 0: linear fit only)."""
     train_tolerance: float = field(default=1e-6, metadata=_m(gt=0.0, max=1.0))
-    """engine mtp: a retraining ends when an alternation lowers the loss by less than this, relative;
-    retrainings continue from the previous potential, so after a few % of new data a loose one (1e-2)
-    ends them after a few alternations (tools/bench_train.py prints passes cold vs warm)."""
+    """engine mtp: a retraining ends when its last 10 iterations lowered the loss by less than 10 x this,
+    relative; retrainings continue from the previous potential, so after a few % of new data a loose one
+    (1e-2) ends them early (tools/bench_train.py prints passes cold vs warm)."""
     species: tuple[str, ...] = field(default=("Na", "Mn", "Fe", "C", "N"), metadata=_m(nonempty=True))
     """engine mtp: element symbols in MTP species order (index 0 first)."""
     min_dist_A: float = field(default=1.0, metadata=_m(gt=0.0))

@@ -227,7 +227,7 @@ class MTPTrainer:
         self.mtp, errors = train(configs, start, self.species, ctx.comm, seed=seed, max_iter=self.max_iter,
                                  ridge=self.ridge, tol=self.tol, isolated_eV=self.isolated, **self.radial,
                                  progress=lambda it, passes, loss: ctx.progress(
-                                     alternations=(it, self.max_iter), passes=passes, loss=loss))
+                                     iterations=(it, self.max_iter), passes=passes, loss=loss))
         self.history.append((float(ctx.iteration), float(len(configs)), errors["energy"], errors["forces"],
                              errors["stress"]))
         mtp_path = self.out_dir / f"potential-{ctx.iteration:06d}.mtp"
