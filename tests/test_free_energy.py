@@ -424,3 +424,14 @@ def test_statistical_inefficiency_equals_pymbar():
         assert ours == pytest.approx(theirs, rel=1e-9)
         gs.append(ours)
     assert gs[0] < 1.2 and gs[3] > 30 and gs[4] > 5  # the cases span uncorrelated to strongly correlated
+
+
+@pytest.mark.parametrize("method", ["eq17", "mbar"])
+def test_windows_that_never_left_n0_are_reported_not_fitted(method):
+    """Windows whose insertions were never accepted (N = 0 in every cycle, whatever the target; the demo's
+    reference windows did this) leave no mu(N) strictly inside (0, sites): the analysis says so and what
+    was sampled, instead of numpy's "Coefficient array is empty"."""
+    T = 400.0
+    ws = [Window(target_N=t, phi_eV=0.05, T_K=T, N=np.zeros(20)) for t in range(9)]
+    with pytest.raises(ValueError, match=r"sampled N = 0 only: they did not hold N near their targets"):
+        analyse(ws, 8, method, min_count=3)
