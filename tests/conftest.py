@@ -85,7 +85,7 @@ def demo_campaign(tmp: Path) -> Path:
     cfg["layout"].update(properties={"ranks": 2, "shared": True}, continuum={"ranks": 1, "shared": True})
     cfg["replicas"].update(cycles=8)
     cfg["replicas"]["gcmc"].update(md_steps=100)
-    cfg["trainer"].update(level=4, train_iterations=5)
+    cfg["trainer"].update(level=4, train_iterations=30)
     template = yaml.safe_load((ROOT / "inputs" / "p2d-demo.yaml").read_text())
     template["protocol"] = [{"charge": {"c_rate": 2.0, "until_V": 4.5}}]
     (tmp / "p2d.yaml").write_text(yaml.safe_dump(template))
@@ -108,7 +108,7 @@ def report_campaign(tmp: Path) -> Path:
     cfg["replicas"].update(cycles=3)
     cfg["replicas"]["gcmc"].update(md_steps=50)
     cfg["oracle"]["pretrain"].update(steps=10)
-    cfg["trainer"].update(level=2, train_iterations=3)
+    cfg["trainer"].update(level=2, train_iterations=20)
     props = cfg["properties"]
     props["free_energy"].update(cycles_per_window=2)  # the teacher's windows analyse; a 1-iteration MTP's may not
     props["diffusion"].update(temperatures_K=[700.0, 900.0], x_inserted=[0.5], production_ps=1.5, thermalise_ps=0.1)

@@ -36,7 +36,7 @@ def reduced_demo(tmp: Path, name: str, layout: dict = LAYOUT_A, **overrides) -> 
     cfg["layout"] = layout
     cfg["replicas"].update(cycles=8)
     cfg["replicas"]["gcmc"].update(md_steps=100)
-    cfg["trainer"].update(level=4, train_iterations=5)
+    cfg["trainer"].update(level=4, train_iterations=30)
     for section, values in overrides.items():
         cfg[section] = {**cfg.get(section, {}), **values}
     return write_campaign(tmp / f"{name}.yaml", cfg)
@@ -253,7 +253,7 @@ def test_campaign_converges_and_mtp_reproduces_teacher(demo):
           f"{1e3 * err['energy']:.1f} meV/atom, {err['forces']:.3f} eV/A, {err['stress']:.3f} GPa "
           f"(training set: {1e3 * train_e:.1f} meV/atom, {train_f:.3f} eV/A)")
     # Frames of the sampled state point lie in the trained domain: the held-out force error is of
-    # the order of the training error (a level-4 MTP fitted with 5 iterations is not better).
+    # the order of the training error (a level-4 MTP fitted with 30 L-BFGS iterations is not better).
     assert err["forces"] < 3 * train_f
     assert err["energy"] < max(3 * train_e, 0.05)
 

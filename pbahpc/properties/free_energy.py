@@ -563,7 +563,7 @@ def analyse(windows: Sequence[Window], sites: int, method: Estimator = "eq17", d
     x = np.asarray(N, float) / sites
     ok = (x > 0) & (x < 1)  # the ideal log is undefined at an empty or full lattice
     x, mu, sig = x[ok], mu[ok], sig[ok]
-    if len(x) < 2:  # e.g. windows whose insertions were never accepted: N stayed at 0 whatever the target
+    if not len(x):  # e.g. windows whose insertions were never accepted: N stayed at 0 whatever the target
         seen = np.unique(np.concatenate([np.asarray(w.N) for w in windows]).astype(int))
         raise ValueError(f"mu(N) at {len(x)} N strictly between 0 and {sites} with >= {min_count} "
                          f"samples; the windows sampled N = {', '.join(map(str, seen))} only: they did not hold N "
