@@ -7,7 +7,11 @@ HDF5 layout (every dataset has a `units` attribute; "1" is dimensionless, x is t
                  capacity_mAh_cm2 (the throughput again), one_c_A_m2 (scalar): every accepted step
     /fields      snapshot_time_s, cathode_x / anode_x (snapshot, x-node, r-cell; r-cell 0 at the particle
                  centre), c_e_mol_m3 / phi_e_V (snapshot, all x-nodes), x_centres_m,
-                 {anode,cathode}_r_centres_m, {anode,cathode}_x_range_m (first and last node)
+                 {anode,cathode}_r_centres_m, {anode,cathode}_x_range_m (first and last node),
+                 {anode,cathode}_particle_x (snapshot, x-node, size): each particle size's volume-mean x,
+                 the particle-resolved state of charge; {anode,cathode}_radii_m and _size_fractions (of
+                 the active volume) of those sizes (one size unless the electrode has particle_sizes;
+                 with several, the maps' r-cells are the sizes' cells one after another)
     /probes      cathode_x (snapshot, position, depth): the cathode x-cell containing each
                  position_fraction (of the thickness, from the separator) at the surface, middle and
                  centre r-cells (depth_labels attr) -- Fig. 9d/f; time_s is a hard link to the snapshot
@@ -28,7 +32,9 @@ FORMAT_VERSION = 1
 DEPTH_LABELS = ("surface", "middle", "centre")
 _TRACE = ("time_s", "voltage_V", "current_A_m2", "step", "throughput_Ah_m2", "one_c_A_m2")
 _FIELDS = ("snapshot_time_s", "cathode_x", "anode_x", "c_e_mol_m3", "phi_e_V", "x_centres_m",
-           "anode_r_centres_m", "cathode_r_centres_m", "anode_x_range_m", "cathode_x_range_m")
+           "anode_r_centres_m", "cathode_r_centres_m", "anode_x_range_m", "cathode_x_range_m",
+           "anode_particle_x", "cathode_particle_x", "anode_radii_m", "cathode_radii_m", "anode_size_fractions",
+           "cathode_size_fractions")
 # name suffix -> `units` attribute: names carry their units already, generic HDF5 readers look here
 _UNITS = (("_mAh_cm2", "mAh/cm^2"), ("_Ah_m2", "Ah/m^2"), ("_A_m2", "A/m^2"), ("_mol_m3", "mol/m^3"),
           ("_V", "V"), ("_s", "s"), ("_m", "m"))
@@ -123,6 +129,17 @@ def net_charge_Ah_m2(result: dict) -> np.ndarray:
     return np.cumsum(dq) / 3600.0
 
 
+def transformed_fraction(result: dict, transform_x: float, side: str = "cathode") -> np.ndarray:
+    """Fraction of the particles (by number) of each x-node that have transformed, per snapshot:
+    (snapshot, x-node). A particle size has transformed when its mean x has crossed transform_x (e.g. the
+    midpoint of the binodals) away from where it stood at the first snapshot; sizes count by their
+    number density, fraction / R^3."""
+    px = result[f"{side}_particle_x"]
+    number = result[f"{side}_size_fractions"] / result[f"{side}_radii_m"] ** 3
+    crossed = (px - transform_x) * np.sign(px[:1] - transform_x) < 0.0
+    return crossed @ (number / number.sum())
+
+
 def _map_indices(result: dict, map_times_s, n: int = 5) -> np.ndarray:
     """Snapshots nearest to map_times_s, else n placed where the cathode changes: the first, the last
     and those at equal steps of the accumulated change of its x map between snapshots (a front
@@ -150,10 +167,37 @@ def _voltage_vs_time(ax, result: dict, marks: np.ndarray) -> None:
     ax.set(xlabel="time (h)", ylabel="cell voltage (V)")
 
 
-def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None) -> list[Path]:
+def _plot_transformed(path: Path, result: dict, transform_x: float, record_positions) -> None:
+    """transformed.png: the fraction of transformed cathode particles vs time at the recorded depths
+    (the mosaic: particles transform one by one), and each size's mean x at the first depth."""
+    from matplotlib.figure import Figure
+
+    fraction = transformed_fraction(result, transform_x)
+    px = result["cathode_particle_x"]
+    ix = np.minimum(np.floor(np.asarray(record_positions) * px.shape[1]).astype(int), px.shape[1] - 1)
+    depth_m, _ = _depth_from_separator_m(result)
+    t_h = result["snapshot_time_s"] / 3600.0
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_f, ax_x = fig.subplots(1, 2, sharex=True)
+    for i in ix:
+        ax_f.plot(t_h, fraction[:, i], "-", lw=1.2, label=f"{depth_m[i] * 1e6:.1f} µm from separator")
+    ax_f.set(xlabel="time (h)", ylabel="fraction of particles transformed (by number)", ylim=(-0.03, 1.03))
+    ax_f.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, frameon=False)
+    for k, r in enumerate(result["cathode_radii_m"]):
+        ax_x.plot(t_h, px[:, ix[0], k], "-", lw=1.2, label=f"R = {r * 1e6:.2f} µm")
+    ax_x.axhline(transform_x, color="grey", ls=":", lw=1, label=f"x = {transform_x:.3g} (transformed beyond)")
+    ax_x.set(xlabel="time (h)", ylabel=f"mean x at {depth_m[ix[0]] * 1e6:.1f} µm from separator")
+    ax_x.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=3, frameon=False)
+    fig.savefig(path, dpi=150)
+
+
+def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None,
+                transform_x: float | None = None) -> list[Path]:
     """voltage.png (vs the charge put in, one colour per step, so a discharge runs back; and vs time),
     cathode_maps.png (Fig. 9b/c/e) and surface_probes.png (Fig. 9d/f) in out_dir. The maps are taken
-    at map_times_s, else where the cathode changes (_map_indices)."""
+    at map_times_s, else where the cathode changes (_map_indices). With transform_x (default the
+    file's meta cathode_transform_x, if any: a phase-separating cathode), also transformed.png
+    (_plot_transformed)."""
     # Figure + Agg canvas directly: no pyplot, so no display and no global figure registry
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -219,4 +263,10 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
                 for p, depth in enumerate(probes["depth_from_separator_m"])]
     fig.legend(handles=handles, fontsize=7, loc="outside right upper")  # beside the axes, over no curve
     fig.savefig(paths[2], dpi=150)
+
+    if transform_x is None:
+        transform_x = result.get("meta", {}).get("cathode_transform_x")
+    if transform_x is not None:
+        paths.append(out_dir / "transformed.png")
+        _plot_transformed(paths[-1], result, float(transform_x), record_positions)
     return paths
