@@ -19,7 +19,7 @@ import yaml
 
 pytest.importorskip("mpi4py")
 pytest.importorskip("petsc4py")
-from conftest import ROOT, run_pbahpc  # noqa: E402
+from conftest import ROOT, run_mpi_script, run_pbahpc  # noqa: E402
 from test_p2d_cell import (FU_CH, KAPPA_CH, R_CH, T, P2DCell, SolverSettings, Step, capacity_per_x,  # noqa: E402
                            charge_passed, ch_cell, charge_to_cutoff, fick_cell, in_process_comm, mob_ch, mu_ch)
 from test_p2d_parameters import load_error  # noqa: E402
@@ -35,11 +35,11 @@ from pbahpc.continuum.particles import SizeMix, mean_x_per_size  # noqa: E402
 MOSAIC = ROOT / "inputs" / "p2d-mosaic.yaml"
 
 
-def with_sizes(m: P2DCell, radii, fractions, settings: SolverSettings) -> P2DCell:
+def with_sizes(m: P2DCell, radii, fractions, settings: SolverSettings, comm=None) -> P2DCell:
     """The cell of `m` with its cathode particles split into sizes."""
     c = m.cell
     cathode = dataclasses.replace(c.cathode, sizes=ParticleSizes(tuple(radii), tuple(fractions)))
-    return P2DCell(dataclasses.replace(c, cathode=cathode), settings, in_process_comm())
+    return P2DCell(dataclasses.replace(c, cathode=cathode), settings, comm or in_process_comm())
 
 
 def _run(m: P2DCell, steps) -> dict:
@@ -166,6 +166,45 @@ def test_particle_resolved_state_of_charge_round_trips_through_hdf5(mosaic_charg
         np.testing.assert_array_equal(back[key], res[key], err_msg=key)
     assert back["anode_particle_x"].shape[-1] == 1
     np.testing.assert_array_equal(back["cathode_radii_m"], RADII)
+
+
+MPI_SCRIPT = """
+import json
+
+import numpy as np
+from mpi4py import MPI
+from test_p2d_mosaic import RADII, FRACTIONS, SolverSettings, Step, ch_cell, with_sizes
+
+s = SolverSettings(output_interval_s=1e9)
+m = with_sizes(ch_cell(settings=s, comm=MPI.COMM_WORLD), RADII, FRACTIONS, s, comm=MPI.COMM_WORLD)
+ends = m.run([Step("current", c_rate=-1.0, duration_s=900.0)])
+tr = np.array(m.trace)
+px = m.result()["cathode_particle_x"]
+n = m.inventory_mol_m2()
+if MPI.COMM_WORLD.rank == 0:
+    print(json.dumps({"ranks": MPI.COMM_WORLD.size, "ends": ends, "t": tr[:, 0].tolist(), "V": tr[:, 1].tolist(),
+                      "px": px[-1].tolist(), "inventory": n}))
+"""
+
+
+def test_one_and_two_ranks_give_the_same_voltage_curve(tmp_path_factory):
+    """The condensation keeps each size's current with the node's 4 unknowns: 4 + 3 at cathode nodes, 4
+    elsewhere, numbered across ranks (the anode's 4-unknown nodes on the first). 1C for 900 s takes the
+    smallest size through its transformation. Tolerances as test_p2d_cell's ranks test: both runs meet
+    the same step-error control (rtol 1e-6) with different round-off."""
+    runs = {}
+    for n in (1, 2):
+        r = run_mpi_script(tmp_path_factory.mktemp(f"mosaic{n}"), MPI_SCRIPT, n)
+        assert r["ranks"] == n and r["ends"] == ["time"]
+        runs[n] = {k: np.array(v) if isinstance(v, list) else v for k, v in r.items()}
+    a = runs[1]
+    assert a["px"][0, 0] < 0.5 < a["px"][0, 2]  # the smallest size has transformed at the separator
+    b = runs[2]
+    late = a["t"] > 1.0
+    dV = np.max(np.abs(np.interp(a["t"], b["t"], b["V"])[late] - a["V"][late]))
+    dx = np.max(np.abs(b["px"] - a["px"]))
+    assert dV < 1e-6 and dx < 1e-6, (dV, dx)
+    assert b["inventory"] == pytest.approx(a["inventory"], rel=1e-12, abs=0)
 
 
 # ---- the particle block ---------------------------------------------------------------------------

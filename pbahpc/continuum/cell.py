@@ -385,8 +385,10 @@ class P2DCell:
         # -pc_type lu -pc_factor_mat_solver_type mumps. Any -pc_type overrides.
         pc = ksp.getPC()
         self._condensed = None
-        # an unbanded particle (2-D) would fill a whole-Jacobian LU: condense on one rank too
-        if self.comm.Get_size() == 1 and all(r.particle.bandwidth is not None for r in self.regions):
+        # an unbanded particle (2-D) would fill a whole-Jacobian LU, and so would several sizes' currents,
+        # which read every size of their node: condense on one rank too
+        if self.comm.Get_size() == 1 and all(r.particle.bandwidth is not None and not hasattr(r.particle, "current_slots")
+                                             for r in self.regions):
             pc.setType("lu")
         else:
             pc.setType("python")

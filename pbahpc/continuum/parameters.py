@@ -214,15 +214,6 @@ class ElectrodeSection:
     def check(self, key: str) -> None:
         if (self.particle_radius_m is None) == (self.particle_sizes is None):
             raise ConfigError(key, "needs exactly one of particle_radius_m, particle_sizes")
-
-    def sizes(self) -> ParticleSizes | None:
-        return None if self.particle_sizes is None else self.particle_sizes.sizes()
-
-    @property
-    def largest_radius_m(self) -> float:
-        """The radius whose radial cells are coarsest (the interface-resolution check's)."""
-        sizes = self.sizes()
-        return self.particle_radius_m if sizes is None else max(sizes.radii_m)
         if (self.exchange_current_A_m2 is None) == (self.exchange_current is None):
             raise ConfigError(key, "needs exactly one of exchange_current_A_m2 (Eq. 29), exchange_current "
                                    "(form: standard)")
@@ -238,6 +229,15 @@ class ElectrodeSection:
             raise ConfigError(f"{key}.x_initial", f"must be <= x_max ({self.x_max}), got {self.x_initial}")
         if self.transfer_coefficient >= 1.0:
             raise ConfigError(f"{key}.transfer_coefficient", f"must be < 1, got {self.transfer_coefficient}")
+
+    def sizes(self) -> ParticleSizes | None:
+        return None if self.particle_sizes is None else self.particle_sizes.sizes()
+
+    @property
+    def largest_radius_m(self) -> float:
+        """The radius whose radial cells are coarsest (the interface-resolution check's)."""
+        sizes = self.sizes()
+        return self.particle_radius_m if sizes is None else max(sizes.radii_m)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ and for the equilibrium potential U (V vs the metal) that enters Butler-Volmer. 
 implements the same small interface and is chosen in `discretise` from the electrode's particle law.
 
 Interface of a discretisation (all arrays may carry leading batch axes before `nodes`):
-    slots, bandwidth        unknowns per node; a row depends on slots at most `bandwidth` away
+    slots, bandwidth        unknowns per node; a row depends on slots at most `bandwidth` away (but for
+                            the current_slots, which the condensation keeps)
     surface_slots           the slots U depends on (besides j); their rows may see the node's 4 unknowns
     pattern() -> (rows, cols) the particle block's structural entries (slot pairs); colours, n_colours:
                             a colour per slot, distinct among the columns of any row (finite differences)
@@ -122,10 +123,10 @@ class SizeMix:
             area mean of its surface cells' currents), and the node's j row j - jbar.
     The surface currents' area mean is j at every Newton iterate, so the particles lose exactly the
     a j / F that the electrolyte gains: conservation to round-off, as in particles2d.py. The sizes
-    couple only through j and the j_k: one sparse block per node, condensed by SuperLU (condensed.py).
+    couple only through j and the j_k, which the condensation keeps with the node's unknowns: it eliminates
+    all sizes' blocks of a node together (condensed.py; band LU for 1-D sizes, SuperLU with 2-D ones).
     """
 
-    bandwidth = None
     local_reaction = True
 
     def __init__(self, electrode: Electrode, temperature_K: float):
@@ -133,6 +134,9 @@ class SizeMix:
         sizes = electrode.sizes
         self.members = [discretise(dataclasses.replace(electrode, particle_radius_m=r, sizes=None), temperature_K)
                         for r in sizes.radii_m]
+        bands = [m.bandwidth for m in self.members]
+        # without the currents (condensed.py keeps them) the sizes' blocks follow one another: band LU
+        self.bandwidth = None if None in bands else max(bands)
         self.radii_m, self.fractions = np.array(sizes.radii_m), np.array(sizes.fractions)
         a = self.fractions / self.radii_m
         self.area_weights = a / a.sum()
