@@ -28,7 +28,7 @@ from test_p2d_particle2d import ch2d_cell, electrode  # noqa: E402
 from pbahpc.continuum.cell import JJ, NE  # noqa: E402
 from pbahpc.continuum.model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle,  # noqa: E402
                                     CahnHilliardParticle, ParticleSizes)
-from pbahpc.continuum.output import read_result, transformed_fraction, write_result  # noqa: E402
+from pbahpc.continuum.output import plot_result, read_result, transformed_fraction, write_result  # noqa: E402
 from pbahpc.continuum.parameters import ParameterWarning, load_parameters  # noqa: E402
 from pbahpc.continuum.particles import SizeMix, mean_x_per_size  # noqa: E402
 
@@ -158,7 +158,7 @@ def test_small_particles_transform_first_one_by_one(mosaic_charge):
     assert frac[-1].tolist() == pytest.approx([1.0] * 4)
 
 
-def test_particle_resolved_state_of_charge_round_trips_through_hdf5(mosaic_charge, tmp_path):
+def test_particle_resolved_state_of_charge_round_trips_through_hdf5_and_is_plotted(mosaic_charge, tmp_path):
     res = mosaic_charge["m"].result()
     write_result(tmp_path / "run.h5", res, {"cathode_transform_x": 0.5})
     back = read_result(tmp_path / "run.h5")
@@ -166,6 +166,8 @@ def test_particle_resolved_state_of_charge_round_trips_through_hdf5(mosaic_charg
         np.testing.assert_array_equal(back[key], res[key], err_msg=key)
     assert back["anode_particle_x"].shape[-1] == 1
     np.testing.assert_array_equal(back["cathode_radii_m"], RADII)
+    paths = plot_result(tmp_path / "run.h5", tmp_path / "png")  # the file's transform x: transformed.png too
+    assert [p.name for p in paths][-1] == "transformed.png" and all(p.stat().st_size > 0 for p in paths)
 
 
 MPI_SCRIPT = """

@@ -181,7 +181,7 @@ def _plot_transformed(path: Path, result: dict, transform_x: float, record_posit
     ax_f, ax_x = fig.subplots(1, 2, sharex=True)
     for i in ix:
         ax_f.plot(t_h, fraction[:, i], "-", lw=1.2, label=f"{depth_m[i] * 1e6:.1f} µm from separator")
-    ax_f.set(xlabel="time (h)", ylabel="fraction of particles transformed (by number)", ylim=(-0.03, 1.03))
+    ax_f.set(xlabel="time (h)", ylabel="particles transformed (number fraction)", ylim=(-0.03, 1.03))
     ax_f.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, frameon=False)
     for k, r in enumerate(result["cathode_radii_m"]):
         ax_x.plot(t_h, px[:, ix[0], k], "-", lw=1.2, label=f"R = {r * 1e6:.2f} µm")
