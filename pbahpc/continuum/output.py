@@ -11,7 +11,8 @@ HDF5 layout (every dataset has a `units` attribute; "1" is dimensionless, x is t
                  {anode,cathode}_particle_x (snapshot, x-node, size): each particle size's volume-mean x,
                  the particle-resolved state of charge; {anode,cathode}_radii_m and _size_fractions (of
                  the active volume) of those sizes (one size unless the electrode has particle_sizes;
-                 with several, the maps' r-cells are the sizes' cells one after another)
+                 with several, the maps' r-cells are the sizes' cells one after another, and the probes
+                 and map plots show the largest size)
     /probes      cathode_x (snapshot, position, depth): the cathode x-cell containing each
                  position_fraction (of the thickness, from the separator) at the surface, middle and
                  centre r-cells (depth_labels attr) -- Fig. 9d/f; time_s is a hard link to the snapshot
@@ -53,18 +54,28 @@ def _depth_from_separator_m(result: dict) -> tuple[np.ndarray, float]:
     return np.arange(n) * dx + 0.5 * dx, dx
 
 
+def largest_size(result: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x maps (snapshot, x-node, r-cell), r-cell centres, radius m) of the cathode's largest particle
+    size: with several sizes the maps hold each size's cells in turn, the same number for each."""
+    r = result["cathode_r_centres_m"]
+    radii = np.asarray(result.get("cathode_radii_m", [r[-1] + r[0]]))  # files before particle sizes: one
+    n = result["cathode_x"].shape[2] // radii.size
+    part = slice(int(np.argmax(radii)) * n, (int(np.argmax(radii)) + 1) * n)
+    r = r[part]
+    return result["cathode_x"][:, :, part], r, float(r[-1] + r[0])  # the first centre is half a cell from 0
+
+
 def cathode_probes(result: dict, record_positions=(0.0, 0.5, 1.0)) -> dict:
     """Cathode x at the x-cell containing each position (fraction of the thickness from the separator;
     1.0 is the collector-side cell) in the surface, middle (the r-cell containing R/2) and centre
-    r-cells, at every snapshot: cathode_x has shape (snapshot, position, depth)."""
-    _, nx, nr = result["cathode_x"].shape
+    r-cells of the (largest) particle, at every snapshot: cathode_x has shape (snapshot, position, depth)."""
+    cx, r, radius_m = largest_size(result)
+    _, nx, nr = cx.shape
     frac = np.asarray(record_positions, dtype=float)
     ix = np.minimum(np.floor(frac * nx).astype(int), nx - 1)
     ir = np.array([nr - 1, nr // 2, 0])
-    r = result["cathode_r_centres_m"]
-    radius_m = r[-1] + r[0]  # uniform cells: the first centre sits half a cell from r = 0
     depth_m, dx = _depth_from_separator_m(result)
-    return {"time_s": result["snapshot_time_s"], "cathode_x": result["cathode_x"][:, ix][:, :, ir],
+    return {"time_s": result["snapshot_time_s"], "cathode_x": cx[:, ix][:, :, ir],
             "position_fraction": frac, "x_index": ix, "x_m": result["cathode_x_range_m"][0] + ix * dx,
             "depth_from_separator_m": depth_m[ix], "r_index": ir, "depth_from_surface_m": radius_m - r[ir]}
 
@@ -220,9 +231,8 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
     ax_t.set_ylabel("")
     fig.savefig(paths[0], dpi=150)
 
-    cx = result["cathode_x"]
+    cx, _, radius_m = largest_size(result)
     _, dx = _depth_from_separator_m(result)
-    radius_m = result["cathode_r_centres_m"][-1] + result["cathode_r_centres_m"][0]
     x_edges_um = np.arange(cx.shape[1] + 1) * dx * 1e6
     r_edges_um = np.linspace(0.0, radius_m, cx.shape[2] + 1) * 1e6  # depth from the surface
     fig = Figure(figsize=(2.8 * (len(marks) + 1.4), 3.4), layout="constrained")
@@ -240,7 +250,9 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
             ax.tick_params(labelleft=False)
     axes[1].invert_yaxis()  # once: the maps share it; depth grows downwards from the surface
     axes[1].set_ylabel("particle depth (µm)")
-    fig.suptitle("cathode x vs depth from the separator (x) and from the particle surface (y)", fontsize=10)
+    sizes = len(result.get("cathode_radii_m", [radius_m]))
+    which = f" (the largest of {sizes} sizes, R = {radius_m * 1e6:.3g} µm)" if sizes > 1 else ""
+    fig.suptitle(f"cathode x vs depth from the separator (x) and from the particle surface (y){which}", fontsize=10)
     fig.colorbar(mesh, ax=axes[1:], label="cathode stoichiometry x")
     fig.savefig(paths[1], dpi=150)
 
