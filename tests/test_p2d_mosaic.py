@@ -106,6 +106,25 @@ def test_inventory_is_conserved_to_round_off_and_coulomb_counting_holds(mosaic_c
     assert (x1 - x0) * capacity_per_x(e) == pytest.approx(q, rel=1e-5)
 
 
+def test_both_electrodes_with_sizes_and_a_2d_cathode_with_sizes_conserve_the_inventory():
+    """Sizes per electrode: a Fickian anode of 3 sizes with a Fickian cathode of 2 through current, rest, hold
+    and discharge; and 2 sizes of the 2-D particle. Inventory to round-off, every size recorded."""
+    s = SolverSettings(output_interval_s=1e9)
+    c = fick_cell(settings=s).cell
+    cell = dataclasses.replace(
+        c, anode=dataclasses.replace(c.anode, sizes=ParticleSizes((2e-6, 5e-6, 8e-6), (0.2, 0.5, 0.3))),
+        cathode=dataclasses.replace(c.cathode, sizes=ParticleSizes((2e-6, 4e-6), (0.5, 0.5))))
+    r = _run(P2DCell(cell, s, in_process_comm()), FICK_STEPS)
+    assert r["ends"] == ["time"] * 4 and abs(r["dn"]) < 1e-12 * r["n0"]
+    assert r["result"]["anode_particle_x"].shape[1:] == (3, 3)
+    assert r["result"]["cathode_particle_x"].shape[1:] == (3, 2)
+    r = _run(with_sizes(ch2d_cell(nx=3, nr=6, nt=5, settings=s), (0.5e-6, 1e-6), (0.4, 0.6), s),
+             [Step("current", c_rate=-1.0, duration_s=600.0)] * 2)
+    assert r["ends"] == ["time"] * 2 and abs(r["dn"]) < 1e-12 * r["n0"]
+    px = r["result"]["cathode_particle_x"][-1]
+    assert px[0, 0] < 0.5 < px[-1, 1]  # the small 2-D particles at the separator transform first
+
+
 def test_node_current_is_the_area_mean_of_the_sizes_butler_volmer_currents(mosaic_charge):
     """j = sum_k w_k j_k with w_k = (f_k / R_k) / sum(f / R), and each j_k is Butler-Volmer at its own size's
     surface (Eq. 30's U = -mu_surf / F, extrapolated with its own current), recomputed here."""
