@@ -387,8 +387,9 @@ class P2DCell:
         self._condensed = None
         # an unbanded particle (2-D) would fill a whole-Jacobian LU, and so would several sizes' currents,
         # which read every size of their node: condense on one rank too
-        if self.comm.Get_size() == 1 and all(r.particle.bandwidth is not None and not hasattr(r.particle, "current_slots")
-                                             for r in self.regions):
+        banded = all(r.particle.bandwidth is not None and not hasattr(r.particle, "current_slots")
+                     for r in self.regions)
+        if self.comm.Get_size() == 1 and banded:
             pc.setType("lu")
         else:
             pc.setType("python")

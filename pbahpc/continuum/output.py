@@ -54,6 +54,12 @@ def _depth_from_separator_m(result: dict) -> tuple[np.ndarray, float]:
     return np.arange(n) * dx + 0.5 * dx, dx
 
 
+def _record_nodes(record_positions, nx: int) -> np.ndarray:
+    """The x-cell containing each position (fraction of the thickness from the separator; 1.0 is the
+    collector-side cell)."""
+    return np.minimum(np.floor(np.asarray(record_positions, dtype=float) * nx).astype(int), nx - 1)
+
+
 def largest_size(result: dict) -> tuple[np.ndarray, np.ndarray, float]:
     """(x maps (snapshot, x-node, r-cell), r-cell centres, radius m) of the cathode's largest particle
     size: with several sizes the maps hold each size's cells in turn, the same number for each."""
@@ -72,7 +78,7 @@ def cathode_probes(result: dict, record_positions=(0.0, 0.5, 1.0)) -> dict:
     cx, r, radius_m = largest_size(result)
     _, nx, nr = cx.shape
     frac = np.asarray(record_positions, dtype=float)
-    ix = np.minimum(np.floor(frac * nx).astype(int), nx - 1)
+    ix = _record_nodes(frac, nx)
     ir = np.array([nr - 1, nr // 2, 0])
     depth_m, dx = _depth_from_separator_m(result)
     return {"time_s": result["snapshot_time_s"], "cathode_x": cx[:, ix][:, :, ir],
@@ -185,7 +191,7 @@ def _plot_transformed(path: Path, result: dict, transform_x: float, record_posit
 
     fraction = transformed_fraction(result, transform_x)
     px = result["cathode_particle_x"]
-    ix = np.minimum(np.floor(np.asarray(record_positions) * px.shape[1]).astype(int), px.shape[1] - 1)
+    ix = _record_nodes(record_positions, px.shape[1])
     depth_m, _ = _depth_from_separator_m(result)
     t_h = result["snapshot_time_s"] / 3600.0
     fig = Figure(figsize=(10, 3.8), layout="constrained")

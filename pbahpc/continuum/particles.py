@@ -23,7 +23,8 @@ Interface of a discretisation (all arrays may carry leading batch axes before `n
     mass, typical, row_scale, differential   per-slot arrays: M in M du/dt + R, magnitudes, row
                             scaling, and which slots carry the time-step error control
     initial() -> (u0, U0)   uniform state at the electrode's x_initial and its potential
-    stoichiometry(u)        x per radial cell (..., nodes, cells); `volumes_m3` of those cells
+    stoichiometry(u)        x per radial cell (..., nodes, cells); `volumes_m3` of those cells (one size;
+                            SizeMix has `members`, and mean_x_per_size averages each)
 """
 from __future__ import annotations
 
@@ -203,10 +204,6 @@ class SizeMix:
     def stoichiometry(self, u: Array) -> Array:
         """x per cell, the sizes' cells one after another (..., sum of cells)."""
         return np.concatenate([m.stoichiometry(u[..., self._slice(k)]) for k, m in enumerate(self.members)], axis=-1)
-
-    @property
-    def volumes_m3(self) -> Array:
-        return np.concatenate([m.volumes_m3 for m in self.members])
 
     @property
     def centres_m(self) -> Array:
