@@ -27,3 +27,25 @@ def test_condensed_solve_equals_dense_solve_of_the_jacobian():
     # matrix whose rows span ~10 orders of magnitude (condition number printed on failure)
     err = np.abs(x.getArray(readonly=True) - expected).max() / np.abs(expected).max()
     assert err < 1e-8, (err, np.linalg.cond(dense))
+
+
+def test_a_singular_particle_block_fails_the_linear_solve_not_the_run():
+    """A wild Newton iterate can leave a particle block singular (rows of zeros where Butler-Volmer saturates):
+    the PC then reports a zero pivot, as PETSc's LU does, so that SNES fails and TS cuts the time step,
+    instead of an exception ending the run; the next good Jacobian clears it."""
+    m = ch_cell(nx=4, nr=8)
+    solver = CondensedLU(m)
+    m._condensed = solver
+    J = m.J.duplicate()
+    m._ijacobian(m.ts, m.time_s, m.u, m.u.duplicate(), 1.0 / 30.0, J, J)
+    values = J.getValuesCSR()[2].copy()  # the pattern's order: its columns are sorted within each row
+    bad = values.copy()
+    bad[m._rows == m.dof + 5] = 0.0  # a particle row of the second node
+    solver.update(bad)
+    pc = m.PETSc.PC().create(comm=m.comm)
+    b, x = m.u.duplicate(), m.u.duplicate()
+    b.set(1.0)
+    solver.apply(pc, b, x)
+    assert solver.singular and pc.getFailedReason() == m.PETSc.PC.FailedReason.FACTOR_NUMERIC_ZEROPIVOT
+    solver.update(values)
+    assert not solver.singular

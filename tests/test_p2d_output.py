@@ -25,7 +25,10 @@ def synthetic_result() -> dict:
             "anode_x": rng.random((SNAPS, 4, 3)), "cathode_x": 0.9 - 0.1 * s - 0.01 * i - 0.001 * r,
             "c_e_mol_m3": 1000.0 + rng.random((SNAPS, 14)), "phi_e_V": -0.5 + 1e-3 * rng.random((SNAPS, 14)),
             "anode_r_centres_m": (np.arange(3) + 0.5) * 1e-6, "anode_x_range_m": x_centres[[0, 3]],
-            "cathode_r_centres_m": (np.arange(NR) + 0.5) * 0.5e-6, "cathode_x_range_m": x_centres[[6, 13]]}
+            "cathode_r_centres_m": (np.arange(NR) + 0.5) * 0.5e-6, "cathode_x_range_m": x_centres[[6, 13]],
+            "anode_particle_x": rng.random((SNAPS, 4, 1)), "cathode_particle_x": rng.random((SNAPS, NX, 1)),
+            "anode_radii_m": np.array([1e-6]), "cathode_radii_m": np.array([NR * 0.5e-6]),
+            "anode_size_fractions": np.ones(1), "cathode_size_fractions": np.ones(1)}
 
 
 def test_round_trip_is_bit_identical_with_units_and_meta(tmp_path):

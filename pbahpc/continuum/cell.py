@@ -43,14 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, Cell, Electrode, SolverSettings,
-                    Step)
-from .condensed import CondensedLU
+                    Step, butler_volmer_A_m2)
+from .condensed import NODE_UNKNOWNS, CondensedLU
 from .particle import petsc
-from .particles import discretise
+from .particles import discretise, mean_x_per_size, sizes_of
 
 Array = np.ndarray
 CE, PE, PS, JJ = 0, 1, 2, 3
-NE = 4  # electrolyte/solid/interface unknowns per node
+NE = NODE_UNKNOWNS  # electrolyte/solid/interface unknowns per node
 ANODE, SEPARATOR, CATHODE = 0, 1, 2
 # Measured on the MnFePBA-like and Fickian test cells (see tools/bench_p2d.py): BDF3 takes half of
 # BDF2's steps; reusing the coloured-FD Jacobian within a Newton solve (a fresh one every step: a
@@ -204,6 +204,8 @@ class P2DCell:
             j0 = float(np.asarray(j0_fn(np.array([ce0]), mid, self.T)).ravel()[0])
             typ[s, JJ], row[s, JJ] = j0, 1.0 / j0
             typ[s, q], row[s, q], self._mass[s, q] = p.typical, p.row_scale, p.mass
+            currents = NE + np.array(getattr(p, "current_slots", ()), dtype=int)  # a size's own j (SizeMix)
+            typ[s, currents], row[s, currents] = j0, 1.0 / j0
             self._atol[s, q] = np.where(p.differential, self.settings.atol_fraction * p.typical, 1e300)
             self._rtol[s, q] = np.where(p.differential, self.settings.rtol, 0.0)
         self._typ, self._row = typ, row
@@ -212,7 +214,7 @@ class P2DCell:
     def _pattern(self) -> None:
         """CSR pattern of the owned rows (global columns) and each entry's colour."""
         dof, nslots = self.dof, self.dof - NE
-        last, block = {}, {}
+        last, read, block = {}, {}, {}  # rows that read the node's unknowns; slots the j row reads
         for r in self.regions:
             p_rows, p_cols = r.particle.pattern()
             per_row = [[] for _ in range(nslots)]
@@ -222,6 +224,7 @@ class P2DCell:
                 per_row[p].append(NE + p)
             for n in range(r.start, r.stop):
                 last[n] = tuple(NE + q for q in r.particle.surface_slots)
+                read[n] = tuple(NE + q for q in getattr(r.particle, "reaction_slots", r.particle.surface_slots))
                 block[n] = per_row
         identity = [[NE + p] for p in range(nslots)]
         rows, cols = [], []
@@ -229,8 +232,8 @@ class P2DCell:
             nb = [m for m in (n - 1, n, n + 1) if 0 <= m < self.n_nodes]
             for v in range(NE):
                 cset = [m * dof + w for m in nb for w in range(NE)]
-                if v == JJ and n in last:
-                    cset += [n * dof + p for p in last[n]]
+                if v == JJ and n in read:
+                    cset += [n * dof + p for p in read[n]]
                 rows.append(n * dof + v)
                 cols.append(sorted(cset))
             surface = set(last.get(n, ()))
@@ -322,10 +325,7 @@ class P2DCell:
                                                                   u[..., PS] - u[..., PE], self.f)
             return
         R[..., NE:NE + p.slots], U, x_surf = p.rows(u[..., NE:NE + p.slots], j)
-        eta = np.clip(self.f * (u[..., PS] - u[..., PE] - U), -200.0, 200.0)
-        alpha = e.transfer_coefficient
-        j0 = e.exchange_current_A_m2(np.maximum(u[..., CE], 0.0), x_surf, self.T)
-        R[..., JJ] = j - j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
+        R[..., JJ] = j - butler_volmer_A_m2(e, u[..., CE], u[..., PS] - u[..., PE], U, x_surf, self.f, self.T)
 
     # ---- PETSc callbacks --------------------------------------------------------------------
     def _local(self, X) -> Array:
@@ -385,8 +385,11 @@ class P2DCell:
         # -pc_type lu -pc_factor_mat_solver_type mumps. Any -pc_type overrides.
         pc = ksp.getPC()
         self._condensed = None
-        # an unbanded particle (2-D) would fill a whole-Jacobian LU: condense on one rank too
-        if self.comm.Get_size() == 1 and all(r.particle.bandwidth is not None for r in self.regions):
+        # an unbanded particle (2-D) would fill a whole-Jacobian LU, and so would several sizes' currents,
+        # which read every size of their node: condense on one rank too
+        banded = all(r.particle.bandwidth is not None and not hasattr(r.particle, "current_slots")
+                     for r in self.regions)
+        if self.comm.Get_size() == 1 and banded:
             pc.setType("lu")
         else:
             pc.setType("python")
@@ -518,9 +521,8 @@ class P2DCell:
         total = float(np.sum(self.eps * self.dx * u[:, CE]))
         for r in self.regions:
             p, e = r.particle, r.electrode
-            per_particle = p.stoichiometry(u[r.start:r.stop, NE:NE + p.slots]) @ p.volumes_m3 * e.formula_units_mol_m3
-            n_per_m3 = e.active_fraction / (4.0 / 3.0 * np.pi * e.particle_radius_m**3)
-            total += float(np.sum(per_particle * n_per_m3 * self.dx[r.start:r.stop]))
+            x = mean_x_per_size(p, p.stoichiometry(u[r.start:r.stop, NE:NE + p.slots])) @ sizes_of(p)[2]
+            total += float(np.sum(x * e.active_fraction * e.formula_units_mol_m3 * self.dx[r.start:r.stop]))
         return total
 
     # ---- protocol ---------------------------------------------------------------------------
@@ -652,7 +654,9 @@ class P2DCell:
 
     def result(self) -> dict:
         """Recorded series as arrays: every accepted TS step (t, V, I, step, throughput) and the
-        field snapshots (times, stoichiometry maps x(x-node, r-cell) per electrode, c_e(x))."""
+        field snapshots (times, stoichiometry maps x(x-node, r-cell) per electrode, c_e(x)), and per
+        electrode its particle sizes (radii_m, size_fractions) and each size's mean x per snapshot and
+        node (particle_x: snapshot, x-node, size; one size unless the electrode has `sizes`)."""
         tr = np.array(self.trace, dtype=float).reshape(-1, 4)
         t, I = tr[:, 0], tr[:, 2]
         dq = np.concatenate([[0.0], 0.5 * (np.abs(I[1:]) + np.abs(I[:-1])) * np.diff(t)])
@@ -664,4 +668,7 @@ class P2DCell:
         for name, r in zip(("anode", "cathode"), self.regions):
             out[f"{name}_r_centres_m"] = r.particle.centres_m
             out[f"{name}_x_range_m"] = self.x_centres_m[[r.start, r.stop - 1]]
+            _, out[f"{name}_radii_m"], out[f"{name}_size_fractions"] = sizes_of(r.particle)
+            x = out[f"{name}_x"].reshape(len(self.snapshots), r.stop - r.start, r.particle.cells)
+            out[f"{name}_particle_x"] = mean_x_per_size(r.particle, x)
         return out

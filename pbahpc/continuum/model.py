@@ -31,6 +31,16 @@ def slot_scales(slots: int, fu: float, ch: bool, temperature_K: float) -> tuple[
     return c_slot, np.where(c_slot, 1.0 / fu, 0.0), typical, 1.0 / typical
 
 
+def butler_volmer_A_m2(e: "Electrode", c_e: Array, dphi_V: Array, U_V: Array, x_surf: Array, f: float,
+                      temperature_K: float) -> Array:
+    """Eq. 29: j0(c_e, x_surf, T) [exp(alpha f eta) - exp(-(1 - alpha) f eta)], eta = dphi - U (A/m^2,
+    > 0 takes the ion out); f eta clipped to +-200 so that wild Newton iterates stay finite."""
+    eta = np.clip(f * (dphi_V - U_V), -200.0, 200.0)
+    alpha = e.transfer_coefficient
+    j0 = e.exchange_current_A_m2(np.maximum(c_e, 0.0), x_surf, temperature_K)
+    return j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
+
+
 @dataclass(frozen=True)
 class FickianParticle:
     """dc/dt = div(D grad c) in a sphere; equilibrium potential from a tabulated OCV."""
@@ -72,8 +82,18 @@ Particle = FickianParticle | CahnHilliardParticle
 
 
 @dataclass(frozen=True)
+class ParticleSizes:
+    """Several particle sizes at every node of an electrode (the 'mosaic'): each size is its own particle
+    with its own surface current, all sharing the node's c_e, phi_e and phi_s (particles.SizeMix)."""
+
+    radii_m: tuple[float, ...]
+    fractions: tuple[float, ...]
+    """Share of the electrode's active volume held by each size (> 0, summing to 1)."""
+
+
+@dataclass(frozen=True)
 class Electrode:
-    """A porous electrode of spherical particles of one size."""
+    """A porous electrode of spherical particles of one size, or of several (`sizes`)."""
 
     thickness_m: float
     porosity: float
@@ -97,11 +117,16 @@ class Electrode:
     """Stoichiometry window [0, x_max]: a step ends when any particle cell leaves it."""
     cells_x: int = 20
     cells_r: int = 20
+    sizes: ParticleSizes | None = None
+    """None: one size, particle_radius_m. Else those sizes, each with cells_r radial cells;
+    particle_radius_m is then their Sauter mean 1 / sum(f_k / R_k) (the one radius with the same area)."""
 
     @property
     def specific_area_m(self) -> float:
-        """a = 3 eps_s / R, interfacial area per electrode volume (1/m)."""
-        return 3.0 * self.active_fraction / self.particle_radius_m
+        """a = 3 eps_s / R (sum over sizes of 3 eps_s f_k / R_k), interfacial area per electrode volume (1/m)."""
+        if self.sizes is None:
+            return 3.0 * self.active_fraction / self.particle_radius_m
+        return 3.0 * self.active_fraction * sum(f / r for r, f in zip(self.sizes.radii_m, self.sizes.fractions))
 
     @property
     def solid_conductivity_eff_S_m(self) -> float:

@@ -7,7 +7,12 @@ HDF5 layout (every dataset has a `units` attribute; "1" is dimensionless, x is t
                  capacity_mAh_cm2 (the throughput again), one_c_A_m2 (scalar): every accepted step
     /fields      snapshot_time_s, cathode_x / anode_x (snapshot, x-node, r-cell; r-cell 0 at the particle
                  centre), c_e_mol_m3 / phi_e_V (snapshot, all x-nodes), x_centres_m,
-                 {anode,cathode}_r_centres_m, {anode,cathode}_x_range_m (first and last node)
+                 {anode,cathode}_r_centres_m, {anode,cathode}_x_range_m (first and last node),
+                 {anode,cathode}_particle_x (snapshot, x-node, size): each particle size's volume-mean x,
+                 the particle-resolved state of charge; {anode,cathode}_radii_m and _size_fractions (of
+                 the active volume) of those sizes (one size unless the electrode has particle_sizes;
+                 with several, the maps' r-cells are the sizes' cells one after another, and the probes
+                 and map plots show the largest size)
     /probes      cathode_x (snapshot, position, depth): the cathode x-cell containing each
                  position_fraction (of the thickness, from the separator) at the surface, middle and
                  centre r-cells (depth_labels attr) -- Fig. 9d/f; time_s is a hard link to the snapshot
@@ -28,7 +33,9 @@ FORMAT_VERSION = 1
 DEPTH_LABELS = ("surface", "middle", "centre")
 _TRACE = ("time_s", "voltage_V", "current_A_m2", "step", "throughput_Ah_m2", "one_c_A_m2")
 _FIELDS = ("snapshot_time_s", "cathode_x", "anode_x", "c_e_mol_m3", "phi_e_V", "x_centres_m",
-           "anode_r_centres_m", "cathode_r_centres_m", "anode_x_range_m", "cathode_x_range_m")
+           "anode_r_centres_m", "cathode_r_centres_m", "anode_x_range_m", "cathode_x_range_m",
+           "anode_particle_x", "cathode_particle_x", "anode_radii_m", "cathode_radii_m", "anode_size_fractions",
+           "cathode_size_fractions")
 # name suffix -> `units` attribute: names carry their units already, generic HDF5 readers look here
 _UNITS = (("_mAh_cm2", "mAh/cm^2"), ("_Ah_m2", "Ah/m^2"), ("_A_m2", "A/m^2"), ("_mol_m3", "mol/m^3"),
           ("_V", "V"), ("_s", "s"), ("_m", "m"))
@@ -47,18 +54,34 @@ def _depth_from_separator_m(result: dict) -> tuple[np.ndarray, float]:
     return np.arange(n) * dx + 0.5 * dx, dx
 
 
+def _record_nodes(record_positions, nx: int) -> np.ndarray:
+    """The x-cell containing each position (fraction of the thickness from the separator; 1.0 is the
+    collector-side cell)."""
+    return np.minimum(np.floor(np.asarray(record_positions, dtype=float) * nx).astype(int), nx - 1)
+
+
+def largest_size(result: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x maps (snapshot, x-node, r-cell), r-cell centres, radius m) of the cathode's largest particle
+    size: with several sizes the maps hold each size's cells in turn, the same number for each."""
+    r = result["cathode_r_centres_m"]
+    radii = np.asarray(result.get("cathode_radii_m", [r[-1] + r[0]]))  # files before particle sizes: one
+    n = result["cathode_x"].shape[2] // radii.size
+    part = slice(int(np.argmax(radii)) * n, (int(np.argmax(radii)) + 1) * n)
+    r = r[part]
+    return result["cathode_x"][:, :, part], r, float(r[-1] + r[0])  # the first centre is half a cell from 0
+
+
 def cathode_probes(result: dict, record_positions=(0.0, 0.5, 1.0)) -> dict:
     """Cathode x at the x-cell containing each position (fraction of the thickness from the separator;
     1.0 is the collector-side cell) in the surface, middle (the r-cell containing R/2) and centre
-    r-cells, at every snapshot: cathode_x has shape (snapshot, position, depth)."""
-    _, nx, nr = result["cathode_x"].shape
+    r-cells of the (largest) particle, at every snapshot: cathode_x has shape (snapshot, position, depth)."""
+    cx, r, radius_m = largest_size(result)
+    _, nx, nr = cx.shape
     frac = np.asarray(record_positions, dtype=float)
-    ix = np.minimum(np.floor(frac * nx).astype(int), nx - 1)
+    ix = _record_nodes(frac, nx)
     ir = np.array([nr - 1, nr // 2, 0])
-    r = result["cathode_r_centres_m"]
-    radius_m = r[-1] + r[0]  # uniform cells: the first centre sits half a cell from r = 0
     depth_m, dx = _depth_from_separator_m(result)
-    return {"time_s": result["snapshot_time_s"], "cathode_x": result["cathode_x"][:, ix][:, :, ir],
+    return {"time_s": result["snapshot_time_s"], "cathode_x": cx[:, ix][:, :, ir],
             "position_fraction": frac, "x_index": ix, "x_m": result["cathode_x_range_m"][0] + ix * dx,
             "depth_from_separator_m": depth_m[ix], "r_index": ir, "depth_from_surface_m": radius_m - r[ir]}
 
@@ -123,6 +146,17 @@ def net_charge_Ah_m2(result: dict) -> np.ndarray:
     return np.cumsum(dq) / 3600.0
 
 
+def transformed_fraction(result: dict, transform_x: float, side: str = "cathode") -> np.ndarray:
+    """Fraction of the particles (by number) of each x-node that have transformed, per snapshot:
+    (snapshot, x-node). A particle size has transformed when its mean x has crossed transform_x (e.g. the
+    midpoint of the binodals) away from where it stood at the first snapshot; sizes count by their
+    number density, fraction / R^3."""
+    px = result[f"{side}_particle_x"]
+    number = result[f"{side}_size_fractions"] / result[f"{side}_radii_m"] ** 3
+    crossed = (px - transform_x) * np.sign(px[:1] - transform_x) < 0.0
+    return crossed @ (number / number.sum())
+
+
 def _map_indices(result: dict, map_times_s, n: int = 5) -> np.ndarray:
     """Snapshots nearest to map_times_s, else n placed where the cathode changes: the first, the last
     and those at equal steps of the accumulated change of its x map between snapshots (a front
@@ -150,10 +184,37 @@ def _voltage_vs_time(ax, result: dict, marks: np.ndarray) -> None:
     ax.set(xlabel="time (h)", ylabel="cell voltage (V)")
 
 
-def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None) -> list[Path]:
+def _plot_transformed(path: Path, result: dict, transform_x: float, record_positions) -> None:
+    """transformed.png: the fraction of transformed cathode particles vs time at the recorded depths
+    (the mosaic: particles transform one by one), and each size's mean x at the first depth."""
+    from matplotlib.figure import Figure
+
+    fraction = transformed_fraction(result, transform_x)
+    px = result["cathode_particle_x"]
+    ix = _record_nodes(record_positions, px.shape[1])
+    depth_m, _ = _depth_from_separator_m(result)
+    t_h = result["snapshot_time_s"] / 3600.0
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_f, ax_x = fig.subplots(1, 2, sharex=True)
+    for i in ix:
+        ax_f.plot(t_h, fraction[:, i], "-", lw=1.2, label=f"{depth_m[i] * 1e6:.1f} µm from separator")
+    ax_f.set(xlabel="time (h)", ylabel="particles transformed (number fraction)", ylim=(-0.03, 1.03))
+    ax_f.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, frameon=False)
+    for k, r in enumerate(result["cathode_radii_m"]):
+        ax_x.plot(t_h, px[:, ix[0], k], "-", lw=1.2, label=f"R = {r * 1e6:.2f} µm")
+    ax_x.axhline(transform_x, color="grey", ls=":", lw=1, label=f"x = {transform_x:.3g} (transformed beyond)")
+    ax_x.set(xlabel="time (h)", ylabel=f"mean x at {depth_m[ix[0]] * 1e6:.1f} µm from separator")
+    ax_x.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=3, frameon=False)
+    fig.savefig(path, dpi=150)
+
+
+def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_times_s=None,
+                transform_x: float | None = None) -> list[Path]:
     """voltage.png (vs the charge put in, one colour per step, so a discharge runs back; and vs time),
     cathode_maps.png (Fig. 9b/c/e) and surface_probes.png (Fig. 9d/f) in out_dir. The maps are taken
-    at map_times_s, else where the cathode changes (_map_indices)."""
+    at map_times_s, else where the cathode changes (_map_indices). With transform_x (default the
+    file's meta cathode_transform_x, if any: a phase-separating cathode), also transformed.png
+    (_plot_transformed)."""
     # Figure + Agg canvas directly: no pyplot, so no display and no global figure registry
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -176,9 +237,8 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
     ax_t.set_ylabel("")
     fig.savefig(paths[0], dpi=150)
 
-    cx = result["cathode_x"]
+    cx, _, radius_m = largest_size(result)
     _, dx = _depth_from_separator_m(result)
-    radius_m = result["cathode_r_centres_m"][-1] + result["cathode_r_centres_m"][0]
     x_edges_um = np.arange(cx.shape[1] + 1) * dx * 1e6
     r_edges_um = np.linspace(0.0, radius_m, cx.shape[2] + 1) * 1e6  # depth from the surface
     fig = Figure(figsize=(2.8 * (len(marks) + 1.4), 3.4), layout="constrained")
@@ -196,7 +256,9 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
             ax.tick_params(labelleft=False)
     axes[1].invert_yaxis()  # once: the maps share it; depth grows downwards from the surface
     axes[1].set_ylabel("particle depth (µm)")
-    fig.suptitle("cathode x vs depth from the separator (x) and from the particle surface (y)", fontsize=10)
+    sizes = len(result.get("cathode_radii_m", [radius_m]))
+    which = f" (the largest of {sizes} sizes, R = {radius_m * 1e6:.3g} µm)" if sizes > 1 else ""
+    fig.suptitle(f"cathode x vs depth from the separator (x) and from the particle surface (y){which}", fontsize=10)
     fig.colorbar(mesh, ax=axes[1:], label="cathode stoichiometry x")
     fig.savefig(paths[1], dpi=150)
 
@@ -219,4 +281,10 @@ def plot_result(result_or_path, out_dir, record_positions=(0.0, 0.5, 1.0), map_t
                 for p, depth in enumerate(probes["depth_from_separator_m"])]
     fig.legend(handles=handles, fontsize=7, loc="outside right upper")  # beside the axes, over no curve
     fig.savefig(paths[2], dpi=150)
+
+    if transform_x is None:
+        transform_x = result.get("meta", {}).get("cathode_transform_x")
+    if transform_x is not None:
+        paths.append(out_dir / "transformed.png")
+        _plot_transformed(paths[-1], result, float(transform_x), record_positions)
     return paths

@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 
+import numpy as np
+from scipy.special import ndtri
+
 from ..config.load import read_yaml
 from ..config.validate import ConfigError, build
 from . import mapping
 from .cell import one_c_current_density, rest_voltage_V
 from .functions import EdgeBarrier, ExchangeCurrent, FunctionSpec, Scaled
 from .model import (FARADAY_C_MOL, R_GAS_J_MOL_K, CahnHilliard2DParticle, CahnHilliardParticle, Cell, Electrode,
-                    Electrolyte, FickianParticle, Separator, SolverSettings, Step)
+                    Electrolyte, FickianParticle, ParticleSizes, Separator, SolverSettings, Step)
 
 
 class ParameterWarning(UserWarning):
@@ -130,12 +133,59 @@ class ExchangeCurrentSection:
 
 
 @dataclass(frozen=True)
+class LogNormalSizes:
+    """The active volume's radius distribution is log-normal: ln R normal with median ln(median_radius_m)
+    and standard deviation sigma. Discretised deterministically into `count` sizes at its quantiles
+    (k + 1/2) / count, k = 0 .. count - 1, each holding 1 / count of the active volume."""
+
+    median_radius_m: float = field(metadata=_m(gt=0.0))
+    sigma: float = field(metadata=_m(gt=0.0))
+    count: int = field(metadata=_m(min=2))
+
+    def sizes(self) -> ParticleSizes:
+        q = (np.arange(self.count) + 0.5) / self.count
+        return ParticleSizes(tuple(float(r) for r in self.median_radius_m * np.exp(self.sigma * ndtri(q))),
+                             (1.0 / self.count,) * self.count)
+
+
+FRACTION_SUM_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class ParticleSizesSection:
+    """Several particle sizes at every node (particles.SizeMix): radii_m with fractions (of the active
+    volume, > 0, summing to 1), or log_normal."""
+
+    radii_m: tuple[float, ...] | None = field(default=None, metadata=_m(gt=0.0, nonempty=True))
+    fractions: tuple[float, ...] | None = field(default=None, metadata=_m(gt=0.0, nonempty=True))
+    log_normal: LogNormalSizes | None = None
+
+    def check(self, key: str) -> None:
+        if (self.radii_m is None) == (self.log_normal is None):
+            raise ConfigError(key, "needs exactly one of radii_m (with fractions), log_normal")
+        if self.log_normal is not None:
+            if self.fractions is not None:
+                raise ConfigError(f"{key}.fractions", "goes with radii_m only (log_normal sets its own)")
+            return
+        if self.fractions is None:
+            raise ConfigError(f"{key}.fractions", f"required with radii_m: one volume fraction per radius "
+                                                  f"({len(self.radii_m)})")
+        if len(self.fractions) != len(self.radii_m):
+            raise ConfigError(f"{key}.fractions", f"needs one entry per radius ({len(self.radii_m)}), "
+                                                  f"got {len(self.fractions)}")
+        if abs(sum(self.fractions) - 1.0) > FRACTION_SUM_TOLERANCE:
+            raise ConfigError(f"{key}.fractions", f"must sum to 1, got {sum(self.fractions):.12g}")
+
+    def sizes(self) -> ParticleSizes:
+        return self.log_normal.sizes() if self.log_normal is not None else ParticleSizes(self.radii_m, self.fractions)
+
+
+@dataclass(frozen=True)
 class ElectrodeSection:
     """Also takes ``particle: {model: fickian | cahn-hilliard, ...}`` (built apart: its fields depend on model)."""
 
     thickness_m: float = field(metadata=_m(gt=0.0))
     porosity: float = field(metadata=_m(gt=0.0, max=1.0))
-    particle_radius_m: float = field(metadata=_m(gt=0.0))
     formula_units_mol_m3: float = field(metadata=_m(gt=0.0))
     """Host formula units per m^3 of active material: c = x * formula_units."""
     x_initial: float = field(metadata=_m(min=0.0))
@@ -156,8 +206,14 @@ class ElectrodeSection:
     transfer_coefficient: float = field(default=0.5, metadata=_m(gt=0.0, max=1.0))
     cells_x: int = field(default=10, metadata=_m(min=2))
     cells_r: int = field(default=20, metadata=_m(min=3))
+    particle_radius_m: float | None = field(default=None, metadata=_m(gt=0.0))
+    """One particle size; or give particle_sizes."""
+    particle_sizes: ParticleSizesSection | None = None
+    """Several sizes per node, each with cells_r radial cells."""
 
     def check(self, key: str) -> None:
+        if (self.particle_radius_m is None) == (self.particle_sizes is None):
+            raise ConfigError(key, "needs exactly one of particle_radius_m, particle_sizes")
         if (self.exchange_current_A_m2 is None) == (self.exchange_current is None):
             raise ConfigError(key, "needs exactly one of exchange_current_A_m2 (Eq. 29), exchange_current "
                                    "(form: standard)")
@@ -173,6 +229,15 @@ class ElectrodeSection:
             raise ConfigError(f"{key}.x_initial", f"must be <= x_max ({self.x_max}), got {self.x_initial}")
         if self.transfer_coefficient >= 1.0:
             raise ConfigError(f"{key}.transfer_coefficient", f"must be < 1, got {self.transfer_coefficient}")
+
+    def sizes(self) -> ParticleSizes | None:
+        return None if self.particle_sizes is None else self.particle_sizes.sizes()
+
+    @property
+    def largest_radius_m(self) -> float:
+        """The radius whose radial cells are coarsest (the interface-resolution check's)."""
+        sizes = self.sizes()
+        return self.particle_radius_m if sizes is None else max(sizes.radii_m)
 
 
 @dataclass(frozen=True)
@@ -353,7 +418,7 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
         electrodes[side] = Electrode(
             thickness_m=sec.thickness_m, porosity=sec.porosity,
             active_fraction=sec.active_fraction if sec.active_fraction is not None else 1.0 - sec.porosity,
-            particle_radius_m=sec.particle_radius_m, formula_units_mol_m3=sec.formula_units_mol_m3,
+            particle_radius_m=_radius_m(sec), sizes=sec.sizes(), formula_units_mol_m3=sec.formula_units_mol_m3,
             x_initial=sec.x_initial, particle=particle,
             exchange_current_A_m2=_exchange_current(sec, doc.electrolyte.initial_mol_m3),
             conductivity_S_m=sec.conductivity_S_m, bruggeman=sec.bruggeman,
@@ -368,6 +433,14 @@ def _resolve(data: Any, path: Path) -> ParameterSet:
     _check_first_cutoff(doc.protocol, cell)
     return ParameterSet(cell=cell, protocol=tuple(e.step() for e in doc.protocol), solver=doc.solver.settings(),
                         derived=derived, source=path.resolve())
+
+
+def _radius_m(sec: ElectrodeSection) -> float:
+    """The particle radius, or with several sizes their Sauter mean 1 / sum(f_k / R_k) (model.Electrode)."""
+    sizes = sec.sizes()
+    if sizes is None:
+        return sec.particle_radius_m
+    return 1.0 / sum(f / r for r, f in zip(sizes.radii_m, sizes.fractions))
 
 
 def _check_first_cutoff(protocol: tuple[ProtocolEntry, ...], cell: Cell) -> None:
@@ -432,13 +505,14 @@ def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSecti
         else:
             gamma = mapping.interface_energy_from_kappa(kappa, mu, gap, fu)
         width = mapping.interface_width_m(kappa, mu, gap, fu)
-        dr = electrode.particle_radius_m / electrode.cells_r
+        dr = electrode.largest_radius_m / electrode.cells_r
         factor = mapping.check_interface_resolution(width, dr)
         side = key.split(".")[0]
         if factor > 1.0 and not sec.inflate_interface:
-            need = math.ceil(mapping.MIN_CELLS_PER_WIDTH * electrode.particle_radius_m / width)
+            need = math.ceil(mapping.MIN_CELLS_PER_WIDTH * electrode.largest_radius_m / width)
             raise ConfigError(f"{side}.cells_r",
-                              f"the interface ({width * 1e9:.3g} nm) spans {width / dr:.2g} radial cells, needs "
+                              f"the interface ({width * 1e9:.3g} nm) spans {width / dr:.2g} radial cells"
+                              f"{' of the largest particle' if electrode.particle_sizes else ''}, needs "
                               f">= {mapping.MIN_CELLS_PER_WIDTH:g}: set cells_r >= {need}, raise the interface "
                               f"energy >= {gamma * factor:.3g} J/m^2, or set {key}.inflate_interface: true")
         inflation = factor

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import FARADAY_C_MOL, CahnHilliardParticle, slot_scales
+from .model import FARADAY_C_MOL, CahnHilliardParticle, butler_volmer_A_m2, slot_scales
 
 Array = np.ndarray
 
@@ -152,12 +152,8 @@ class AxisymmetricSphere:
 
     def surface_currents(self, c_s: Array, mu_s: Array, c_e: Array, dphi_V: Array, f: float) -> Array:
         """Butler-Volmer current density (A/m^2, > 0 out) of each surface cell."""
-        e = self.electrode
         U, x = self._surface(c_s, mu_s)
-        eta = np.clip(f * (dphi_V[..., None] - U), -200.0, 200.0)
-        alpha = e.transfer_coefficient
-        j0 = e.exchange_current_A_m2(np.maximum(c_e, 0.0)[..., None], x, self.T) * self.j0_factor
-        return j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))
+        return butler_volmer_A_m2(self.electrode, c_e[..., None], dphi_V[..., None], U, x, f, self.T) * self.j0_factor
 
     def initial(self) -> tuple[Array, float]:
         """x_initial plus the seeded zero-mean noise of amplitude perturbation_x; its mean surface U."""

@@ -441,6 +441,8 @@ def _electrode_parameters(e: Electrode, Domain: str, name: str, ce_grid: np.ndar
     if not isinstance(e.particle, FickianParticle):
         raise ConfigError(f"{name}.particle.model", "PyBaMM's DFN needs fickian particles, got "
                                                     f"{type(e.particle).__name__}")
+    if e.sizes is not None:
+        raise ConfigError(f"{name}.particle_sizes", "PyBaMM's DFN here has one particle size: give particle_radius_m")
     if e.x_max != 1.0:
         raise ConfigError(f"{name}.x_max", f"PyBaMM's stoichiometry c/c_max is in [0, 1]: needs 1, got {e.x_max:g}")
     fns = {}

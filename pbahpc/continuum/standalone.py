@@ -16,6 +16,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
 
 def run_p2d(params_path: Path, out_dir: Path, comm, stop, plots: bool = True, progress_s: float = 10.0) -> int:
     """``stop.requested`` turns true on a stop signal (``pbahpc.driver.signals.StopSignal``, entered by the caller)."""
+    import numpy as np
+
     from ..config import ConfigError, read_on_root
     from .cell import P2DCell
     from .output import plot_result, write_result
@@ -67,8 +69,11 @@ def run_p2d(params_path: Path, out_dir: Path, comm, stop, plots: bool = True, pr
                 "complete": int(complete), "step_ends": ",".join(cell.ends),
                 "temperature_K": ps.cell.temperature_K,
                 **{f"derived_{k}": v for k, v in ps.derived.items() if isinstance(v, (int, float))}}
+        if "binodal_x" in ps.derived.get("cathode", {}):  # phase-separating: a particle has transformed past
+            meta["cathode_transform_x"] = float(np.mean(ps.derived["cathode"]["binodal_x"]))  # the binodals' middle
         write_result(out_dir / "p2d.h5", result, meta, record_positions=ps.solver.record_positions)
-        files = plot_result(result, out_dir, record_positions=ps.solver.record_positions) if plots else []
+        files = plot_result(result, out_dir, record_positions=ps.solver.record_positions,
+                            transform_x=meta.get("cathode_transform_x")) if plots else []
         V = result["voltage_V"]
         print(f"[p2d] {'done' if complete else 'stopped'} in {wall:.1f} s: {len(V)} steps, ends {cell.ends}, "
               f"final V = {V[-1]:.4f} V, throughput {result['throughput_Ah_m2'][-1]:.4g} Ah/m^2 -> "
