@@ -288,7 +288,7 @@ def test_kill_at_each_phase_resumes_without_redoing_labels(tmp_path):
     coefficients held at the teacher's isolated atoms the frames stay below 11 eV/A, the teacher-sampled
     ones of iteration 0 reach 8.3; at 6 eV/A the MTP keeps finding frames it may not learn and does not converge.)
     """
-    path = reduced_demo(tmp_path, "killed", checkpoint={"every": 1, "keep": 3}, oracle={"max_force_eV_A": 8.0},
+    path = reduced_demo(tmp_path, "killed", checkpoint={"every": 1, "keep": 3}, oracle={"max_force_eV_A": 8.0, "pretrain": {"compositions_x": [0.5, 1.5], "steps": 20, "every": 5}},
                         campaign={"iterations": 12})
     run_dir = tmp_path / "killed"
     kills = []
