@@ -63,3 +63,50 @@ def test_reference_relaxation_is_the_packages_direct_ase_relaxation(tmp_path):
     assert float(got["energy_eV"]) == pytest.approx(atoms.get_potential_energy(), abs=5e-3 * len(atoms) / 64)
     # the relaxation did something: the cell left the start's 10.3 A
     assert abs(V ** (1 / 3) - cfg.replicas.gcmc.a_A) > 0.1
+
+
+def test_report_with_a_universal_reference(tmp_path):
+    """The report's analysis of a universal reference's runs: the voltage by Eq. 31 with the model's own
+    bcc Na on the reference side (properties.na_reference_eV on the MTP's), lattice/angle/volume rows filled,
+    what the model did not compute said so, and the limits paragraph naming the model and each start."""
+    from pbahpc.atomistic.structure import build_pba
+    from pbahpc.config.load import load
+    from pbahpc.properties.report import analyse_and_write
+    from pbahpc.properties.voltage import average_voltage
+
+    cfg = load(universal_campaign(tmp_path))
+    rng = np.random.default_rng(3)
+
+    def cell(x, a, energy, **extra):
+        atoms = build_pba(1, a, x_na=x, rng=rng)
+        return {"x": x, "energy_eV": energy, "volume_A3": atoms.get_volume(), "area_A2": a * a, "cells": 1,
+                "numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell), **extra}
+
+    start = {"converged": 1, "steps": 42, "start": "built cell a = 10.3 A, rattled (seed 7)"}
+    na_model = -1.30  # the model's bcc Na, 11 meV/atom off the configured one: each side must use its own
+    done = {"interface/reference/x0": cell(0.0, 10.00, -482.0), "interface/reference/x2": cell(2.0, 10.30, -502.0),
+            "diffusion/x1/T600": {"x": 1.0, "T_K": 600.0, "D_A2_ps": 0.01, "sigma_A2_ps": 0.001, "linear_ok": 1},
+            "reference/interface/reference/x0": cell(0.0, 9.98, -482.2, **start),
+            "reference/interface/reference/x2": cell(2.0, 10.01, -502.1, **start),
+            "reference/na_metal": {"eV_per_atom": na_model}}
+    analyse_and_write(cfg, done, tmp_path / "out", rng, logging.getLogger("test"))
+    report = (tmp_path / "out" / "report.txt").read_text()
+    from pbahpc.checkpoint import read_checkpoint_file
+
+    numbers = read_checkpoint_file(tmp_path / "out" / "properties.h5")[0]["numbers"]
+    fidelity = numbers["fidelity"]
+    v = fidelity["average voltage (Eq. 31)"]
+    assert v[0] == pytest.approx(average_voltage(-482.0, 0.0, -502.0, 2.0, CHGNET_NA_EV, formula_units=4))
+    assert v[2] == pytest.approx(average_voltage(-482.2, 0.0, -502.1, 2.0, na_model, formula_units=4))
+    assert fidelity["lattice a at x = 2"][2] == pytest.approx(10.01)
+    assert fidelity["alpha at x = 2"][0] == pytest.approx(90.0) and fidelity["alpha at x = 2"][5] == 1
+    assert fidelity["volume change"][2] == pytest.approx(100 * ((9.98 / 10.01) ** 3 - 1))
+    assert fidelity["D(x = 1, 600 K)"][5] == -1  # the model has no D: not comparable, not a failure
+    row = next(line for line in report.splitlines() if line.strip().startswith("D(x = 1, 600 K)"))
+    assert "not computed with this reference" in row
+    assert "learned MTP vs the universal potential chgnet-0.3.0" in report
+    limits = report[report.index("Honest limits:"):]
+    assert "chgnet-0.3.0" in limits and "PBEsol+U" in limits and "without +U" in limits
+    assert limits.count("built cell a = 10.3 A, rattled (seed 7)") == 2
+    paper = report[report.index("Beside the paper"):]
+    assert "3.34 V" in paper and "+12 %" in paper and "82.6" in paper

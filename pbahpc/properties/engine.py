@@ -180,11 +180,12 @@ class PropertiesEngine:
         single-phase cell at x built as the MTP's run builds it, rattled (``UNIVERSAL_RATTLE_A``: the MTP's
         cell leaves the symmetric start by its NPT MD, a minimiser alone would stay on it) and relaxed as
         ``relax_energy`` relaxes the MTP's: a, b, c and positions (its aniso barostat), at 1 bar."""
-        from ..oracle.universal import na_metal_eV_per_atom, relax
+        from ..oracle.universal import na_metal_eV_per_atom, relax, torch_threads
         from .interface import RELAX_PRESSURE_BAR, interface_area_A2, two_phase_supercell
 
+        threads = torch_threads(ctx.comm)  # collective
         if kind == "na_metal":
-            return on_root(ctx.comm, lambda: {"eV_per_atom": na_metal_eV_per_atom(self._universal_model())})
+            return on_root(ctx.comm, lambda: {"eV_per_atom": na_metal_eV_per_atom(self._universal_model(threads))})
         gc, it = self.cfg.replicas.gcmc, self.pc.interface
         seed = self._seed()  # drawn on every rank: the engines' streams stay equal
 
@@ -192,7 +193,7 @@ class PropertiesEngine:
             atoms = two_phase_supercell(1, (it.unit_cells,) * 3, a_A=gc.a_A, x_high=p["x"], x_low=p["x"],
                                         inserted=gc.inserted)
             atoms.rattle(UNIVERSAL_RATTLE_A, seed=seed)
-            converged, steps = relax(atoms, self._universal_model(), fmax_eV_A=UNIVERSAL_FMAX_EV_A,
+            converged, steps = relax(atoms, self._universal_model(threads), fmax_eV_A=UNIVERSAL_FMAX_EV_A,
                                      steps=UNIVERSAL_STEPS, mask=(1, 1, 1, 0, 0, 0), pressure_bar=RELAX_PRESSURE_BAR)
             if not converged:
                 ctx.log.warning("properties: the %s relaxation at x = %g stopped after %d steps, above fmax %g eV/A",
@@ -206,14 +207,14 @@ class PropertiesEngine:
 
         return on_root(ctx.comm, run)
 
-    def _universal_model(self):
-        """The oracle's universal calculator, on every core of the root (the group's other ranks sleep)."""
+    def _universal_model(self, threads: int):
+        """The oracle's universal calculator on the root, built once. ``threads``: a group rank's share of its
+        node's cores, as an oracle rank's (on a loaded 2-core machine 2 threads took 3.8 s per BFGS step of the
+        64-atom cell, 1 thread 1.4 s)."""
         if self._universal_calc is None:
-            from mpi4py import MPI
+            from ..oracle.universal import universal_calculator
 
-            from ..oracle.universal import torch_threads, universal_calculator
-
-            self._universal_calc = universal_calculator(self.cfg.oracle.universal, torch_threads(MPI.COMM_SELF))
+            self._universal_calc = universal_calculator(self.cfg.oracle.universal, threads)
         return self._universal_calc
 
     def _free_energy(self, ctx: StepContext, T_K: float, reference: bool) -> dict[str, Any] | None:

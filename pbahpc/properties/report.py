@@ -66,9 +66,9 @@ def analyse_and_write(cfg, done: dict[str, dict[str, Any]], out_dir: Path, rng: 
         na_eV = cfg.properties.na_reference_eV
         if NA_METAL in reference:
             na_eV = float(reference[NA_METAL]["eV_per_atom"])
-            _row(lines, "E_Na (bcc Na relaxed with the model)", f"{na_eV:.6f} eV/atom",
-                 None if cfg.properties.na_reference_eV is None else
-                 f"properties.na_reference_eV {cfg.properties.na_reference_eV:.6f}")
+            _row(lines, "E_Na (bcc Na relaxed with the model)", f"{na_eV:.6f} eV/atom" + (
+                "" if cfg.properties.na_reference_eV is None else
+                f" (the MTP's voltage uses properties.na_reference_eV {cfg.properties.na_reference_eV:.6f})"))
         numbers["reference"], _ = analyse(cfg, reference, out_dir, rng, lines, cell_T, tag="-reference",
                                           na_reference_eV=na_eV)
         rows = compare(numbers, numbers["reference"], cfg.properties.fidelity,
