@@ -112,7 +112,7 @@ def test_report_with_a_universal_reference(tmp_path):
     row = next(line for line in report.splitlines() if line.strip().startswith("D(x = 1, 600 K)"))
     assert "not computed with this reference" in row
     assert "learned MTP vs the universal potential chgnet-0.3.0" in report
-    limits = report[report.index("Honest limits:"):]
+    limits = " ".join(report[report.index("Honest limits:"):].split())  # the paragraph, unwrapped
     assert "chgnet-0.3.0" in limits and "PBEsol+U" in limits and "without +U" in limits
     assert limits.count("built cell a = 10.3 A, rattled (seed 7)") == 2
     paper = report[report.index("Beside the paper"):]

@@ -346,24 +346,27 @@ def beside_paper(learned: dict[str, Any], reference: dict[str, Any]) -> list[lis
 
 def honest_limits(cfg, reference: dict[str, dict[str, Any]]) -> list[str]:
     """The report's paragraph on what a universal-potential reference's numbers are, and are not."""
-    model = cfg.oracle.universal.model
-    level = {"sevenn": "trained on PBE/PBE+U data (MPtrj" + (", with r2SCAN as a second modal)" if model == "7net-mf-0"
-                                                                else ")"),
-             "chgnet": "trained on PBE/PBE+U data (MPtrj)"}[SHIPPED[model].package]
+    import textwrap
+
+    model, modal = cfg.oracle.universal.model, cfg.oracle.universal.modal
+    if model == "chgnet-r2scan" or modal == "R2SCAN":
+        level = "trained on r2SCAN data (the Materials Project's): a meta-GGA, no +U"
+    else:
+        level = (f"trained on PBE/PBE+U data (MPtrj{', its PBE modal' if SHIPPED[model].modals else ''}); the "
+                 "Materials Project puts U only on oxides and fluorides, so for this cyanide framework that is PBE "
+                 "without +U")
     starts = [f"x = {float(r['x']):g}: {r['start']}, {'converged' if int(r['converged']) else 'NOT converged'} "
               f"after {int(r['steps'])} steps" for k, r in sorted(reference.items())
               if k.startswith("interface/reference/") and not str(r.get("failed", ""))]
-    return ["Honest limits:",
-            f"  Every number in the fidelity table, learned and reference, is at {model}'s level of theory: it was",
-            f"  {level}; the Materials Project puts U only on oxides and fluorides, so for",
-            "  this cyanide framework that is PBE without +U. The paper's numbers are PBEsol+U (U = 5.5 eV on Mn and",
-            "  Fe): beside them for scale, not as the MTP's target. Each composition has several minima, and which",
-            "  one a relaxation reaches depends on its start. The MTP's cells relax from the end of their NPT MD;",
-            "  the model's start:",
-            *(f"    {s}" for s in starts),
-            "  Both relax a, b, c and positions only (LAMMPS box/relax aniso; the same mask on the model's cell",
-            "  filter), so the angles stay 90 deg: the paper's rhombohedral x = 2 (82.6 deg) cannot form.",
-            "  D, free energies and the interface are not computed with the model (too costly in ASE).", ""]
+    first = (f"Every number in the fidelity table, learned and reference, is at {model}'s level of theory, {level}. "
+             "The paper's numbers are PBEsol+U (U = 5.5 eV on Mn and Fe): beside them for scale, not as the MTP's "
+             "target. Each composition has several minima, and which one a relaxation reaches depends on its start. "
+             "The MTP's cells relax from the end of their NPT MD; the model's start:")
+    last = ("Both relax a, b, c and positions only (LAMMPS box/relax aniso; the same mask on the model's cell "
+            "filter), so the angles stay 90 deg: the paper's rhombohedral x = 2 (82.6 deg) cannot form. D, free "
+            "energies and the interface are not computed with the model (too costly in ASE).")
+    wrap = lambda text: textwrap.wrap(text, 110, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    return ["Honest limits:", *wrap(first), *(f"    {s}" for s in starts), *wrap(last), ""]
 
 
 # ------------------------------------------------------------------------------------- continuum
