@@ -34,7 +34,8 @@ from .report import NA_METAL, REFERENCE, analyse_and_write
 
 UNIVERSAL_RATTLE_A = 0.05  # A, Gaussian sd of the start's displacements (breaks the built cell's symmetry)
 # eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
-# forces stall at ~3e-3 eV/A, so BFGS stops at this (the energy then changes by < 1 meV per cell)
+# forces stall at a few 1e-3 eV/A (CHGNet: BFGS did not reach 1e-3 in 500 steps), so it stops at this; the
+# energy then no longer changes by 1 meV per cell
 UNIVERSAL_FMAX_EV_A = 1e-2
 UNIVERSAL_STEPS = 1000
 
