@@ -106,7 +106,9 @@ def test_report_with_a_universal_reference(tmp_path):
     assert v[0] == pytest.approx(average_voltage(-482.0, 0.0, -502.0, 2.0, CHGNET_NA_EV, formula_units=4))
     assert v[2] == pytest.approx(average_voltage(-482.2, 0.0, -502.1, 2.0, na_model, formula_units=4))
     assert fidelity["lattice a at x = 2"][2] == pytest.approx(10.01)
-    assert fidelity["alpha at x = 2"][0] == pytest.approx(90.0) and fidelity["alpha at x = 2"][5] == 1
+    # the relaxations hold the angles (aniso box): not judged, shown beside the paper's
+    assert not any(name.startswith(("alpha", "beta", "gamma")) for name in fidelity)
+    np.testing.assert_allclose(numbers["reference"]["angles_x2_deg"], 90.0)
     assert fidelity["volume change"][2] == pytest.approx(100 * ((9.98 / 10.01) ** 3 - 1))
     assert fidelity["D(x = 1, 600 K)"][5] == -1  # the model has no D: not comparable, not a failure
     row = next(line for line in report.splitlines() if line.strip().startswith("D(x = 1, 600 K)"))

@@ -418,8 +418,6 @@ class PropertiesSection:
         voltage_V: float = field(default=0.03, metadata=_m(gt=0.0))
         volume_change_points: float = field(default=1.5, metadata=_m(gt=0.0))
         lattice_A: float = field(default=0.05, metadata=_m(gt=0.0))
-        angle_deg: float = field(default=1.0, metadata=_m(gt=0.0))
-        """Cell angles of the relaxed x_low and x_high cells."""
 
     engine: str = field(default="mtp", metadata=_m(engine="properties"))
     diffusion: Diffusion = Diffusion()

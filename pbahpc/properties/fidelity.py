@@ -99,12 +99,6 @@ def _rows(key: str, lv: Any, rv: Any, tol) -> list[Row]:
         for i, axis in enumerate("abc"):
             rows.append(Row(f"lattice {axis} at x = {key[len('lattice_x'):-2]}", "A", la[i], nan, ra[i], nan,
                             tol.lattice_A))
-    elif key.startswith("angles_x"):
-        la = np.asarray(lv if lv is not None else (nan,) * 3, float)
-        ra = np.asarray(rv if rv is not None else (nan,) * 3, float)
-        for i, angle in enumerate(("alpha", "beta", "gamma")):
-            rows.append(Row(f"{angle} at x = {key[len('angles_x'):-4]}", "deg", la[i], nan, ra[i], nan,
-                            tol.angle_deg))
     return rows
 
 
