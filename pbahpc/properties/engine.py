@@ -172,9 +172,21 @@ class PropertiesEngine:
         res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps,
                            timestep_fs=it.timestep_fs, seed=self._seed(), grader=self._grader(reference))
         final = res.atoms
-        return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
+        energy = res.energy_eV + (0.0 if reference else self._species_eV(final))
+        return {**p, "energy_eV": energy, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
                 "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,
                 "cell_A": np.asarray(final.cell)}
+
+    def _species_eV(self, atoms) -> float:
+        """The MTP's species constants summed over ``atoms`` (eV): ``pair_style mtp ... isolated zero`` leaves them
+        out of LAMMPS's pe (GCMC needs isolated atoms at 0), the labels' total energies have them. Added, the
+        relaxed cells' energies are on the oracle's zero, that of ``properties.na_reference_eV`` (Eq. 31: the
+        Na constant would shift the voltage by itself, -3.0 V for a CHGNet-trained MTP); 0 with the teacher."""
+        from ..mlip.mtp_file import read_mtp
+
+        coeffs = read_mtp(self.potential["mtp"]).species_coeffs
+        index = {s: i for i, s in enumerate(self.cfg.trainer.species)}
+        return float(sum(coeffs[index[s]] for s in atoms.get_chemical_symbols()))
 
     def _universal(self, ctx: StepContext, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         """A run with the oracle's universal potential, by ASE on the group root: bcc Na (``na_metal``), or the
