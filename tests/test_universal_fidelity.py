@@ -119,3 +119,42 @@ def test_report_with_a_universal_reference(tmp_path):
     assert limits.count("built cell a = 10.3 A, rattled (seed 7)") == 2
     paper = report[report.index("Beside the paper"):]
     assert "3.34 V" in paper and "+12 %" in paper and "82.6" in paper
+
+
+def test_mtp_cell_energies_carry_the_species_constants(tmp_path):
+    """The properties' MTP energies (LAMMPS pe under ``isolated zero``, as every run uses it, plus the MTP's
+    species constants) equal LAMMPS's own absolute energies (``isolated species``): on the labels' zero, that
+    of ``properties.na_reference_eV`` (a CHGNet-trained MTP's Na constant is -3 eV: the voltage's scale)."""
+    from mpi4py import MPI
+    import lammps
+
+    from pbahpc.atomistic.lammps_setup import LammpsPotential, setup_lammps
+    from pbahpc.config.load import load
+    from pbahpc.mlip.mtp_file import write_mtp
+    from pbahpc.mlip.plugin import build_plugin
+    from pbahpc.properties.engine import PropertiesEngine
+    from test_pair_mtp import CMDARGS, MASSES, SPECIES, random_atoms, random_potential
+
+    rng = np.random.default_rng(8)
+    data = random_potential(10, 2, rng)
+    data.species_coeffs = np.array([-3.03, -28.2])
+    write_mtp(tmp_path / "pot.mtp", data)
+    atoms = random_atoms(rng, 40, 2)
+    doc = yaml.safe_load(universal_campaign(tmp_path).read_text())
+    doc["trainer"]["species"] = list(SPECIES[:2])
+    engine = PropertiesEngine(load(write_campaign(tmp_path / "c2.yaml", doc)), None, MPI.COMM_SELF, 1)
+    engine.potential = {"mtp": str(tmp_path / "pot.mtp")}
+
+    def pe(isolated: str) -> float:
+        lmp = lammps.lammps(cmdargs=CMDARGS, comm=MPI.COMM_SELF)
+        lmp.command(f"plugin load {build_plugin()}")
+        setup_lammps(lmp, atoms, LammpsPotential(SPECIES[:2], MASSES[:2], (
+            f"pair_style mtp species Na Mn isolated {isolated}", f"pair_coeff * * {tmp_path / 'pot.mtp'} Na Mn"), 5.0))
+        lmp.command("run 0")
+        out = lmp.get_thermo("pe")
+        lmp.close()
+        return out
+
+    absolute = pe("species")
+    assert pe("zero") + engine._species_eV(atoms) == pytest.approx(absolute, rel=1e-10)
+    assert abs(pe("zero") - absolute) > 100.0  # the constants matter: 40 atoms x -3 .. -28 eV
