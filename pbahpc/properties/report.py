@@ -307,7 +307,7 @@ def beside_paper(learned: dict[str, Any], reference: dict[str, Any]) -> list[lis
                 out.append("n/a")
         return out
 
-    def three(key: str) -> str:
+    def three(key: str):  # the three values of a lattice (A) or angle (deg) entry
         return lambda n: " ".join(f"{v:.3f}" if key.startswith("lattice") else f"{v:.1f}"
                                   for v in np.asarray(n[key], float))
 
