@@ -255,51 +255,14 @@ def _arrhenius(run_dir: Path, tmp: Path) -> str:
 
 
 def _structure(run_dir: Path, tmp: Path) -> str:
-    from .properties.report import PAPER
+    from .properties.report import beside_paper
 
     numbers = _numbers(run_dir)
-    ref = numbers.get("reference", {})
-
-    def both(get: Callable[[dict], str]) -> list[str]:
-        out = []
-        for nums in (numbers, ref):
-            try:
-                out.append(get(nums))
-            except (KeyError, TypeError, ValueError):
-                out.append("n/a")
-        return out
-
-    rows = [["average voltage x = 0..2 (V)", *both(lambda n: f"{float(n['average_voltage_V']):.3f}"), ""]]
-    for x, paper in (("0", PAPER["lattice_poor"]), ("2", PAPER["lattice_rich"])):
-        rows.append([f"lattice a b c at x = {x} (A)",
-                     *both(lambda n: " ".join(f"{v:.3f}" for v in np.asarray(n[f"lattice_x{x}_A"], float))), paper])
-    rows.append(["volume change x = 2 -> 0 (%)", *both(lambda n: f"{float(n['volume_change_percent']):+.2f}"), ""])
-    rows.append(["Na-N coordination at x = 2", *both(lambda n: f"{np.mean(n['na_coordination_x2']):.2f}"), ""])
-    for name, k, paper in (("interfacial energy (mJ/m^2)", "gamma_mJ_m2", "interface_energy_mJ_m2"),
-                           ("strain energy density (MJ/m^3)", "strain_MJ_m3", "strain_energy_MJ_m3")):
-        rows.append([name, *both(lambda n: f"{float(n['interface'][k]):.3g} ± "
-                                           f"{float(n['interface'][f'sigma_{k}']):.2g}"), PAPER[paper]])
-    keys = sorted({*numbers, *ref})  # a quantity only one potential has still gets its row
-    for key in (k for k in keys if k.startswith("arrhenius_x")):
-        x = float(key[len("arrhenius_x"):])
-        rows.append([f"Ea at x = {x:g} (eV)", *both(lambda n: f"{float(n[key]['Ea_eV']):.3f}"),
-                     PAPER["Ea_poor_eV"] if x < 1 else ""])
-        rows.append([f"D(300 K) at x = {x:g} (m^2/s)", *both(lambda n: f"{float(n[key]['D300_m2_s']):.3g}"),
-                     PAPER["D_poor_300K_m2_s" if x < 1 else "D_rich_300K_m2_s"]])
-    for key in (k for k in keys if k.startswith("T") and k.endswith("K")):
-        T = key[1:-1]
-
-        def binodal(n: dict) -> str:
-            b = np.asarray(n[key]["binodal_x"], float)
-            return "no gap" if np.isnan(b).any() else f"{b[0]:.3f}, {b[1]:.3f}"
-
-        rows.append([f"binodals at {T} K (x)", *both(binodal), PAPER.get(f"binodals_{T}K_x", "")])
-        rows.append([f"max mixing energy at {T} K (eV/f.u.)",
-                     *both(lambda n: f"{float(n[key]['max_mixing_eV_fu']):.4f}"),
-                     PAPER["mixing_max_300K_eV_fu"] if T == "300" else ""])
     return ("<p>Relaxed single-phase cells and two-phase supercells; the paper's values (Secs. III.B-E) where it "
             "gives one for the quantity.</p>"
-            + _table(["quantity", "learned MTP", "reference potential", "paper"], rows))
+            + _table(["quantity", "learned MTP", "reference potential", "paper"],
+                     [[q, a.replace("+-", "±"), b.replace("+-", "±"), c]
+                      for q, a, b, c in beside_paper(numbers, numbers.get("reference", {}))]))
 
 
 def _p2d(run_dir: Path, tmp: Path) -> str:

@@ -426,10 +426,13 @@ class PropertiesSection:
     free_energy: FreeEnergy = FreeEnergy()
     reference: bool = False
     """Every run again with the campaign's reference potential (the replicas' LAMMPS potential: the teacher,
-    or ``replicas.gcmc.pair_commands``) and a fidelity table, learned vs reference, in the report."""
+    or ``replicas.gcmc.pair_commands``) and a fidelity table, learned vs reference, in the report. With
+    ``oracle.calculator: universal`` the reference is that model, and only the relaxed x_low and x_high cells
+    (lattice, volume change) and the Eq. 31 voltage (bcc Na relaxed with the model) are repeated."""
     fidelity: Fidelity = Fidelity()
     na_reference_eV: float | None = None
-    """Energy per atom (eV) of metallic Na with the same potential, for Eq. 31 voltages; unset: no voltages."""
+    """Energy per atom (eV) of metallic Na with the same potential, for Eq. 31 voltages; unset: no voltages.
+    Set, the relaxed x_low and x_high cells are computed even without ``interface.repeats``."""
     p2d_template: Path | None = field(default=None, metadata=_m(file=True))
     """A P2D parameter file (inputs/p2d-*.yaml) whose cathode particle receives mu(x), D and the interface
     energy measured here; the result goes to the continuum group (``properties/p2d-parameters.yaml``)."""
@@ -495,7 +498,7 @@ class Campaign:
             raise ConfigError("properties.reference", "needs replicas.engine 'lammps-gcmc' (its LAMMPS potential is "
                                                       "the reference)")
         if self.properties.reference and self.replicas.gcmc.potential == "teacher" and \
-                self.oracle.calculator != "teacher":
+                self.oracle.calculator not in ("teacher", "universal"):
             raise ConfigError("properties.reference", "the replicas' teacher is not this campaign's reference: "
                                                       "oracle.calculator is not 'teacher'")
         # the lattice-gas oracle reads lattice occupations, not atomic frames

@@ -7,6 +7,8 @@ energies, on its own zero: Eq. 31 voltages need metallic Na from the same model 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 from ..config.universal import SHIPPED, checkpoint_path, model_problem
@@ -36,16 +38,33 @@ def universal_calculator(uc, threads: int = 1):
     torch.set_num_threads(threads)
     shipped = SHIPPED[uc.model]
     path = str(checkpoint_path(uc.model))
-    if shipped.package == "sevenn":
-        from sevenn.calculator import SevenNetCalculator
+    # CHGNet prints "initialized with ... parameters" and "will run on cpu" whatever its verbose flag, once per
+    # rank: kept off the campaign's terminal
+    with contextlib.redirect_stdout(io.StringIO()):
+        if shipped.package == "sevenn":
+            from sevenn.calculator import SevenNetCalculator
 
-        modal = uc.modal or (shipped.modals[0] if shipped.modals else None)
-        return SevenNetCalculator(path, device=uc.device, modal=modal)
-    from chgnet.model import CHGNet, CHGNetCalculator
+            modal = uc.modal or (shipped.modals[0] if shipped.modals else None)
+            return SevenNetCalculator(path, device=uc.device, modal=modal)
+        from chgnet.model import CHGNet, CHGNetCalculator
 
-    # CHGNet.load reads the same shipped file and also sets the version's output head (0.2.0 has a bias)
-    model = CHGNet.load(model_name=uc.model.removeprefix("chgnet-"), use_device=uc.device, verbose=False)
-    return CHGNetCalculator(model=model, use_device=uc.device)
+        # CHGNet.load reads the same shipped file and also sets the version's output head (0.2.0 has a bias)
+        model = CHGNet.load(model_name=uc.model.removeprefix("chgnet-"), use_device=uc.device, verbose=False)
+        return CHGNetCalculator(model=model, use_device=uc.device)
+
+
+def relax(atoms, calc, *, fmax_eV_A: float, steps: int, mask=None, pressure_bar: float = 0.0) -> tuple[bool, int]:
+    """Relax the positions and cell of ``atoms`` in place with ``calc``: BFGS on a FrechetCellFilter until every
+    generalised force (atoms and cell, eV/A) is below ``fmax_eV_A``, at most ``steps`` steps. ``mask``: the
+    strain components that relax (Voigt xx yy zz yz xz xy; None: all six); ``pressure_bar``: the external
+    pressure. Returns (converged, steps taken)."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+    from ase.units import bar
+
+    atoms.calc = calc
+    opt = BFGS(FrechetCellFilter(atoms, mask=mask, scalar_pressure=pressure_bar * bar), logfile=None)
+    return bool(opt.run(fmax=fmax_eV_A, steps=steps)), int(opt.nsteps)
 
 
 def na_metal_eV_per_atom(calc, a_A: float = 4.23, fmax_eV_A: float = 1e-3) -> float:
@@ -54,10 +73,7 @@ def na_metal_eV_per_atom(calc, a_A: float = 4.23, fmax_eV_A: float = 1e-3) -> fl
     The 2-atom cubic cell, lattice relaxed from ``a_A`` (experiment 4.23 A) by BFGS on a FrechetCellFilter
     until every generalised force is below ``fmax_eV_A``; bcc keeps the atoms on their sites by symmetry."""
     from ase.build import bulk
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
 
     atoms = bulk("Na", "bcc", a=a_A, cubic=True)
-    atoms.calc = calc
-    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax_eV_A, steps=200)
+    relax(atoms, calc, fmax_eV_A=fmax_eV_A, steps=200)
     return float(atoms.get_potential_energy()) / len(atoms)

@@ -10,7 +10,10 @@ kill resumes at the window it was in. Then the group root analyses everything an
 number beside the paper's), ``free_energy-<T>K.png``, and, with ``properties.p2d_template``,
 ``p2d-parameters.yaml`` for the continuum group (``cell_parameters``: {"path": ...}). With
 ``properties.reference`` every run is repeated with the replicas' LAMMPS potential (the reference the MTP
-learned from; runs named ``reference/...``) and the report compares the two (``fidelity.py``).
+learned from; runs named ``reference/...``) and the report compares the two (``fidelity.py``). When the
+oracle is a universal potential (``oracle.calculator: universal``) that potential is the reference, and only
+what it affords is repeated: the relaxed x_low and x_high cells (ASE, on the group root) and bcc Na relaxed
+with the same model (Eq. 31's E_Na); the rest is "not computed with this reference" in the table.
 """
 from __future__ import annotations
 
@@ -26,7 +29,35 @@ from ..config.engines import one_line
 from ..driver.component import Group, Inbox, StepContext
 from ..atomistic.structure import SITES_PER_CELL
 from .domain import LeftDomain
-from .report import REFERENCE, analyse_and_write
+from .report import NA_METAL, REFERENCE, analyse_and_write
+
+
+UNIVERSAL_RATTLE_A = 0.05  # A, Gaussian sd of the start's displacements (breaks the built cell's symmetry)
+# eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
+# forces stall at a few 1e-3 eV/A (CHGNet: BFGS did not reach 1e-3 in 500 steps), so it stops at this; the
+# energy then no longer changes by 1 meV per cell
+UNIVERSAL_FMAX_EV_A = 1e-2
+UNIVERSAL_STEPS = 1000
+
+
+def on_root(comm, fn):
+    """``fn()`` on the group root; its result, or its error raised, on every rank. The others wait asleep (a
+    blocking broadcast spins, taking a core from the root's torch threads)."""
+    out = None
+    if comm.Get_rank() == 0:
+        try:
+            out = (fn(), None)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank below, as the engine's runs expect
+            out = (None, one_line(exc))
+    req = comm.Ibarrier()  # the root enters it when fn has returned
+    pause = 1e-4
+    while not req.Test():
+        time.sleep(pause)
+        pause = min(2 * pause, 0.01)
+    out = comm.bcast(out, root=0)
+    if out[1] is not None:
+        raise RuntimeError(out[1])
+    return out[0]
 
 
 class PropertiesEngine:
@@ -45,6 +76,9 @@ class PropertiesEngine:
         self.written = False
         self.relearns = 0  # times this engine reopened active learning (properties.max_relearn)
         self.left: dict[str, dict[str, Any]] = {}  # run name -> {"reason", "frames"}: left the domain, to redo
+        # properties.reference with a universal-potential oracle: that model is the reference (built once, root)
+        self.universal = self.pc.reference and cfg.oracle.calculator == "universal"
+        self._universal_calc = None
 
     # ------------------------------------------------------------------ the runs
     def runs(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -52,11 +86,15 @@ class PropertiesEngine:
         out = [(f"free_energy/T{T:g}", "free_energy", {"T_K": T}) for T in pc.free_energy.temperatures_K]
         out += [(f"diffusion/x{x:g}/T{T:g}", "diffusion", {"x": x, "T_K": T})
                 for x in pc.diffusion.x_inserted for T in pc.diffusion.temperatures_K]
-        if pc.interface.repeats:
+        # the relaxed single-phase cells: the interface's references, and what the voltage and structure need
+        if pc.interface.repeats or pc.na_reference_eV is not None or self.universal:
             out += [(f"interface/reference/x{x:g}", "reference", {"x": x})
                     for x in (pc.interface.x_low, pc.interface.x_high)]
-            out += [(f"interface/n{n}", "two_phase", {"n": n}) for n in pc.interface.repeats]
-        if pc.reference:
+        out += [(f"interface/n{n}", "two_phase", {"n": n}) for n in pc.interface.repeats]
+        if self.universal:
+            out += [(REFERENCE + name, kind, p) for name, kind, p in out if kind == "reference"]
+            out.append((REFERENCE + NA_METAL, "na_metal", {}))
+        elif pc.reference:
             out += [(REFERENCE + name, kind, p) for name, kind, p in out]
         return out
 
@@ -102,6 +140,8 @@ class PropertiesEngine:
 
     def _run(self, ctx: StepContext, kind: str, p: dict[str, Any], reference: bool) -> dict[str, Any] | None:
         gc = self.cfg.replicas.gcmc
+        if reference and self.universal:
+            return self._universal(ctx, kind, p)
         if kind == "free_energy":
             return self._free_energy(ctx, p["T_K"], reference)
         if kind == "diffusion":
@@ -132,9 +172,63 @@ class PropertiesEngine:
         res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps,
                            timestep_fs=it.timestep_fs, seed=self._seed(), grader=self._grader(reference))
         final = res.atoms
-        return {**p, "energy_eV": res.energy_eV, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
+        energy = res.energy_eV + (0.0 if reference else self._species_eV(final))
+        return {**p, "energy_eV": energy, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
                 "cells": int(atoms.info.get("n_cells", 1)), "numbers": final.numbers, "positions_A": final.positions,
                 "cell_A": np.asarray(final.cell)}
+
+    def _species_eV(self, atoms) -> float:
+        """The MTP's species constants summed over ``atoms`` (eV): ``pair_style mtp ... isolated zero`` leaves them
+        out of LAMMPS's pe (GCMC needs isolated atoms at 0), the labels' total energies have them. Added, the
+        relaxed cells' energies are on the oracle's zero, that of ``properties.na_reference_eV`` (Eq. 31: the
+        Na constant would shift the voltage by itself, -3.0 V for a CHGNet-trained MTP); 0 with the teacher."""
+        from ..mlip.mtp_file import read_mtp
+
+        coeffs = read_mtp(self.potential["mtp"]).species_coeffs
+        index = {s: i for i, s in enumerate(self.cfg.trainer.species)}
+        return float(sum(coeffs[index[s]] for s in atoms.get_chemical_symbols()))
+
+    def _universal(self, ctx: StepContext, kind: str, p: dict[str, Any]) -> dict[str, Any]:
+        """A run with the oracle's universal potential, by ASE on the group root: bcc Na (``na_metal``), or the
+        single-phase cell at x built as the MTP's run builds it, rattled (``UNIVERSAL_RATTLE_A``: the MTP's
+        cell leaves the symmetric start by its NPT MD, a minimiser alone would stay on it) and relaxed as
+        ``relax_energy`` relaxes the MTP's: a, b, c and positions (its aniso barostat), at 1 bar."""
+        from ..oracle.universal import na_metal_eV_per_atom, relax, torch_threads
+        from .interface import RELAX_PRESSURE_BAR, interface_area_A2, two_phase_supercell
+
+        threads = torch_threads(ctx.comm)  # collective
+        if kind == "na_metal":
+            return on_root(ctx.comm, lambda: {"eV_per_atom": na_metal_eV_per_atom(self._universal_model(threads))})
+        gc, it = self.cfg.replicas.gcmc, self.pc.interface
+        seed = self._seed()  # drawn on every rank: the engines' streams stay equal
+
+        def run() -> dict[str, Any]:
+            atoms = two_phase_supercell(1, (it.unit_cells,) * 3, a_A=gc.a_A, x_high=p["x"], x_low=p["x"],
+                                        inserted=gc.inserted)
+            atoms.rattle(UNIVERSAL_RATTLE_A, seed=seed)
+            converged, steps = relax(atoms, self._universal_model(threads), fmax_eV_A=UNIVERSAL_FMAX_EV_A,
+                                     steps=UNIVERSAL_STEPS, mask=(1, 1, 1, 0, 0, 0), pressure_bar=RELAX_PRESSURE_BAR)
+            if not converged:
+                ctx.log.warning("properties: the %s relaxation at x = %g stopped after %d steps, above fmax %g eV/A",
+                                self.cfg.oracle.universal.model, p["x"], steps, UNIVERSAL_FMAX_EV_A)
+            return {**p, "energy_eV": float(atoms.get_potential_energy()), "volume_A3": float(atoms.get_volume()),
+                    "area_A2": interface_area_A2(atoms), "cells": int(atoms.info.get("n_cells", 1)),
+                    "numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell),
+                    "converged": int(converged), "steps": steps, "rattle_seed": seed,
+                    "start": f"built cell a = {gc.a_A:g} A, positions rattled by {UNIVERSAL_RATTLE_A:g} A "
+                             f"(seed {seed}); BFGS to fmax {UNIVERSAL_FMAX_EV_A:g} eV/A"}
+
+        return on_root(ctx.comm, run)
+
+    def _universal_model(self, threads: int):
+        """The oracle's universal calculator on the root, built once. ``threads``: a group rank's share of its
+        node's cores, as an oracle rank's (on a loaded 2-core machine 2 threads took 3.8 s per BFGS step of the
+        64-atom cell, 1 thread 1.4 s)."""
+        if self._universal_calc is None:
+            from ..oracle.universal import universal_calculator
+
+            self._universal_calc = universal_calculator(self.cfg.oracle.universal, threads)
+        return self._universal_calc
 
     def _free_energy(self, ctx: StepContext, T_K: float, reference: bool) -> dict[str, Any] | None:
         """Biased GCMC-MD windows (one window per replica step) with the replicas' GCMC settings; with the

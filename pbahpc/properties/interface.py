@@ -31,6 +31,7 @@ from ..atomistic.structure import FORMULA_UNITS_PER_CELL, build_pba, na_sites
 EV_PER_A2_TO_J_PER_M2 = 16.02176634
 EV_PER_A3_TO_J_PER_M3 = 1.602176634e11
 _LAMMPS_ARGS = ["-log", "none", "-screen", "none", "-nocite"]
+RELAX_PRESSURE_BAR = 1.0  # relax_energy's, and the universal reference's (properties.engine)
 
 
 # ----------------------------------------------------------------------------- structures
@@ -230,7 +231,7 @@ def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, tim
 
 
 def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, npt_steps: int = 20000,
-                 timestep_fs: float = 1.0, pressure_bar: float = 1.0, barostat: str = "aniso",
+                 timestep_fs: float = 1.0, pressure_bar: float = RELAX_PRESSURE_BAR, barostat: str = "aniso",
                  tdamp_ps: float = 0.1, pdamp_ps: float = 1.0, seed: int = 12345,
                  ftol_eV_per_A: float = 1e-4, max_iter: int = 20000, grader=None) -> RelaxResult:
     """Relax ``atoms`` with ``potential`` (LammpsPotential) on ``comm`` (collective): ``npt_steps`` of NPT
