@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def _p2d(args) -> int:
 
     from .continuum.standalone import run_p2d
     from .driver.signals import StopSignal
-    with StopSignal() as stop:
+    with StopSignal(after_exit=signal.SIG_IGN) as stop:
         return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
 
 
@@ -146,8 +147,9 @@ def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
     from .driver.signals import StopSignal
 
     # From the start: a batch system's warning during start-up (MPI, reading the campaign) is kept for
-    # the first sync point instead of ending the rank by the signal's default action.
-    with StopSignal() as stop:
+    # the first sync point instead of ending the rank by the signal's default action; after the end it is
+    # ignored (see StopSignal).
+    with StopSignal(after_exit=signal.SIG_IGN) as stop:
         from mpi4py import MPI  # imported here so check/doctor work without initialising MPI
 
         from .driver.campaign import Driver, ResumeRefused, StartupFailed, prepare_run_dir

@@ -18,10 +18,16 @@ DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopSignal:
-    """Records that a stop was requested; use as a context manager around the campaign."""
+    """Records that a stop was requested; use as a context manager around the campaign.
 
-    def __init__(self, signals=DEFAULT_SIGNALS):
+    ``after_exit``: what the signals do once the block is left (None: the handlers from before). A
+    process that ends with the block passes ``signal.SIG_IGN``: a batch system's warning that arrives
+    after the campaign ended, during MPI finalisation, has nothing left to stop, and the default action
+    would end a completed run with 128 + the signal (a finished SLURM job recorded as FAILED)."""
+
+    def __init__(self, signals=DEFAULT_SIGNALS, after_exit=None):
         self.signals = tuple(signals)
+        self.after_exit = after_exit
         self.received: int | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -85,6 +91,6 @@ class StopSignal:
     def __exit__(self, *exc) -> None:
         signal.set_wakeup_fd(self._old_fd)
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, old if self.after_exit is None else self.after_exit)
         self._wsock.close()
         self._rsock.close()
