@@ -157,7 +157,8 @@ def test_labels_equal_the_package_calculator_offline(tmp_path, direct):
 def test_reduced_campaign_offline_on_two_oracle_ranks(tmp_path):
     """inputs/mnfepba-universal.yaml cut to one iteration (pre-training MD at x = 0 and 2 with the model,
     the replicas' first frames, one MTP fit) on 2 ranks, the oracle on both: it ends, prints nothing of
-    CHGNet's, and every frame of the training set carries the package's own labels of that frame."""
+    CHGNet's (nor torch's warning about it), and every frame of the training set carries the package's
+    own labels of that frame."""
     from chgnet.model import CHGNetCalculator
 
     data = yaml.safe_load((ROOT / "inputs" / "mnfepba-universal.yaml").read_text())
@@ -174,6 +175,7 @@ def test_reduced_campaign_offline_on_two_oracle_ranks(tmp_path):
                          text=True, timeout=600, env=offline(tmp_path), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "CHGNet" not in out.stdout  # the package's load-time prints stay off the ranks' terminal
+    assert "requires_grad" not in out.stderr  # nor torch's warning about CHGNet's internals
     frames = read(tmp_path / "run" / "training" / "train.extxyz", ":")
     assert len(frames) >= 6  # 3 pre-training frames per composition, and the replicas'
     got = [(a.get_potential_energy(), a.get_forces(), a.get_stress()) for a in frames]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 
 from ..config.universal import SHIPPED, checkpoint_path, model_problem
 
@@ -36,6 +37,10 @@ def universal_calculator(uc, threads: int = 1):
     import torch
 
     torch.set_num_threads(threads)
+    # CHGNet turns its graph's volume tensor into a float inside every call; torch's warning about that
+    # names the package's internals, not anything a user can act on
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar",
+                            category=UserWarning)
     shipped = SHIPPED[uc.model]
     path = str(checkpoint_path(uc.model))
     # CHGNet prints "initialized with ... parameters" and "will run on cpu" whatever its verbose flag, once per
