@@ -65,6 +65,7 @@ _LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_
 # of e^100 from the clipped Butler-Volmer exponent; |u| dominated by concentrations ~1e4), and an
 # absolute residual test has a floor that grows with mesh refinement.
 NEWTON_FRACTION = 0.1
+_FD_CHUNK_BYTES = 8 << 20  # copies of the ghosted state per residual call in the FD Jacobian (_pattern)
 _FIELDS = ("anode_x", "cathode_x", "c_e_mol_m3", "phi_e_V")
 
 
@@ -252,6 +253,16 @@ class P2DCell:
         self._cols_local = self._cols - self.gs * dof
         self._colour_local = self._colour_of[self.gs:self.ge]
         self._slots = np.arange(self._colour_local.size)
+        # The differenced copies go through the residual a chunk of colours at a time (copy 0 unperturbed,
+        # copy c + 1 colour c): a batch of all 62 colours of a 200k-unknown rank made 100 MB temporaries,
+        # and their fresh pages took more system than user time (glibc maps blocks > 32 MB anew each time).
+        per_copy = 8 * self._colour_local.size
+        size = int(max(1, min(self.n_colours + 1, _FD_CHUNK_BYTES // per_copy)))
+        self._fd_chunks = []
+        for c0 in range(0, self.n_colours + 1, size):
+            c1 = min(c0 + size, self.n_colours + 1)
+            entries = np.nonzero((self._colour + 1 >= c0) & (self._colour + 1 < c1))[0]
+            self._fd_chunks.append((c0, c1, entries))
         # Solid conductance of the faces between ghosted nodes (series mean; 0 next to the separator).
         sig, half = self.sigma[self.gs:self.ge], 0.5 * self.dx[self.gs:self.ge]
         both = (sig[1:] > 0) & (sig[:-1] > 0)
@@ -340,13 +351,19 @@ class P2DCell:
 
     def _ijacobian(self, ts, t, X, Xdot, shift, J, P):
         ug = np.array(self._local(X))
-        h = np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(ug), self._typ[self.gs:self.ge])
-        batch = np.repeat(ug[None], self.n_colours + 1, axis=0)  # last copy unperturbed
-        flat = batch.reshape(self.n_colours + 1, -1)
-        flat[self._colour_local.ravel(), self._slots] += h.ravel()
-        res = self.residual(batch).reshape(self.n_colours + 1, -1)
-        dr = res[:-1] - res[-1]
-        vals = dr[self._colour, self._rows] / h.ravel()[self._cols_local]
+        h = (np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(ug), self._typ[self.gs:self.ge])).ravel()
+        colour = self._colour_local.ravel() + 1
+        vals = np.empty(self._cols.size)
+        for c0, c1, entries in self._fd_chunks:
+            batch = np.repeat(ug[None], c1 - c0, axis=0)
+            flat = batch.reshape(c1 - c0, -1)
+            mine = (colour >= c0) & (colour < c1)
+            flat[colour[mine] - c0, self._slots[mine]] += h[mine]
+            res = self.residual(batch).reshape(c1 - c0, -1)
+            if c0 == 0:
+                base = res[0]
+            rows = self._rows[entries]
+            vals[entries] = (res[self._colour[entries] + 1 - c0, rows] - base[rows]) / h[self._cols_local[entries]]
         diag = self._cols == self._rows + self.xs * self.dof
         vals[diag] += shift * self._mass[self.xs:self.xe].ravel()[self._rows[diag]]
         if self._condensed is not None:
