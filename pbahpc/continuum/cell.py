@@ -286,7 +286,7 @@ class P2DCell:
         self._dx_o, self._area_o = self.dx[self.xs:self.xe], self.area[self.xs:self.xe]
         self._sep_o = np.nonzero(self.region[self.xs:self.xe] == SEPARATOR)[0]
         self._row_o = self._row[self.xs:self.xe]
-        self._collector_S = (-sig[0] / half[0], sig[-1] / half[-1])
+        self._sigma_end, self._half_end = sig[[0, -1]], half[[0, -1]]
 
     # ---- residual ---------------------------------------------------------------------------
     def residual(self, ug: Array) -> Array:
@@ -312,25 +312,25 @@ class P2DCell:
         m = ce.shape[-1]
         # Face arrays padded to m + 1: entry k is the left face of local node k.
         faces = np.zeros((3,) + ce.shape[:-1] + (m + 1,))
-        faces[1, ..., 1:m] = kf * (two_rt_f * tf * grad(np.log(ce_pos)) - grad(pe))
+        faces[1, ..., 1:m] = -kf * grad(pe) + kf * two_rt_f * tf * grad(np.log(ce_pos))
         # ion flux: diffusion plus the current's share carried by the cation, t+ i_e / F
-        faces[0, ..., 1:m] = -series(De) * grad(ce) + (el.transference_number / FARADAY_C_MOL) * faces[1, ..., 1:m]
+        faces[0, ..., 1:m] = -series(De) * grad(ce) + el.transference_number * faces[1, ..., 1:m] / FARADAY_C_MOL
         faces[2, ..., 1:m] = -self._sigma_face * grad(ps)
         Sf = faces[2]
         if gs == 0:  # anode collector: phi_s = 0 half a cell away
-            Sf[..., 0] = self._collector_S[0] * ps[..., 0]
+            Sf[..., 0] = -self._sigma_end[0] * ps[..., 0] / self._half_end[0]
         if self.ge == self.n_nodes:  # cathode collector
             if self.mode == "voltage":
-                Sf[..., m] = -self._collector_S[1] * (self.voltage_V - ps[..., -1])
+                Sf[..., m] = -self._sigma_end[1] * (self.voltage_V - ps[..., -1]) / self._half_end[1]
             else:
                 Sf[..., m] = self.current_A_m2
         div = faces[..., o.start + 1:o.stop + 1] - faces[..., o.start:o.stop]
         R = np.empty(ug.shape[:-2] + (xe - xs, self.dof))
         j = ug[..., o, JJ]
-        aj_dx = self._area_o * self._dx_o * j
-        R[..., CE] = div[0] / self._dx_o - (self._area_o / FARADAY_C_MOL) * j
-        R[..., PE] = div[1] - aj_dx
-        R[..., PS] = div[2] + aj_dx
+        aj = self._area_o * j
+        R[..., CE] = div[0] / self._dx_o - aj / FARADAY_C_MOL
+        R[..., PE] = div[1] - aj * self._dx_o
+        R[..., PS] = div[2] + aj * self._dx_o
         sep = self._sep_o
         if sep.size:
             R[..., sep, PS] = ps[..., o][..., sep]

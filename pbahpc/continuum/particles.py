@@ -62,7 +62,6 @@ class SplitSphere:
         # the mesh's arrays, computed once (the residual runs ~20x per Jacobian)
         self.lap = self.mesh.laplacian()
         self.A, self.volumes_m3, self.h = self.mesh.areas_m2, self.mesh.volumes_m3, self.mesh.dr_m
-        self._inner_A_h, self._inv_V = self.A[1:-1] / self.h, 1.0 / self.volumes_m3
         self.mobility = law.mobility if self.ch else law.diffusivity_m2_s
         self.surface_slots = (self.slots - 2, self.slots - 1)
         self.differential, self.mass, self.typical, self.row_scale = slot_scales(self.slots, self.fu, self.ch,
@@ -84,10 +83,10 @@ class SplitSphere:
         inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
         G = np.empty(c.shape[:-1] + (self.cells + 1,))  # outward molar flow through each radial face, mol/s
         G[..., 0] = 0.0
-        G[..., 1:-1] = -self._inner_A_h * self.mobility((0.5 / fu) * (c[..., 1:] + c[..., :-1])) * (mu[..., 1:] - mu[..., :-1])
+        G[..., 1:-1] = -A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu) * (mu[..., 1:] - mu[..., :-1]) / h
         G[..., -1] = -A[-1] * inward
         R = np.empty(u.shape)
-        R[..., 0::2] = (G[..., 1:] - G[..., :-1]) * self._inv_V
+        R[..., 0::2] = (G[..., 1:] - G[..., :-1]) / self.volumes_m3
         mu_surf = mu[..., -1] + 0.5 * h * inward / self.mobility(c[..., -1] / fu)
         if self.ch:
             R[..., 1::2] = mu - self.law.mu_hom_J_mol(c / fu) + self.law.kappa_J_m5_mol2 * (c @ self.lap.T)
