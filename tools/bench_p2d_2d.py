@@ -63,7 +63,7 @@ if comm.rank == 0:
 
 
 SCALING = """
-import dataclasses, json, pickle, time, warnings
+import cProfile, dataclasses, json, pickle, pstats, time, warnings
 from mpi4py import MPI
 from pbahpc.continuum.cell import P2DCell
 from pbahpc.continuum.parameters import load_parameters
@@ -113,14 +113,22 @@ m._condensed.update = timed("condense", m._condensed.update)
 m._condensed.apply = timed("pc_apply", m._condensed.apply)
 m.comm = counted = Counted(comm)
 step = dataclasses.replace(ps.protocol[0], duration_s={window})
+profile = cProfile.Profile(time.process_time) if {profile} else None
 comm.Barrier()
 t0, c0 = time.perf_counter(), time.process_time()
+if profile:
+    profile.enable()
 m.run([step])
 mine, cpu = time.perf_counter() - t0, time.process_time() - c0
+top = []
+if profile:
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, ncalls, tottime, cumtime, callers)
+    top = sorted(((v[2], f"{{k[2]}} ({{k[0].rsplit('/', 1)[-1]}}:{{k[1]}})") for k, v in stats.items()), reverse=True)[:12]
 wall = comm.allreduce(mine, op=MPI.MAX)
 own = sum(max(0, min(r.stop, m.xe) - max(r.start, m.xs)) * r.particle.slots for r in m.regions)
 per_rank = comm.gather({{"nodes": m.xe - m.xs, "particle_unknowns": own, "wall": mine, "cpu": cpu, "clock": clock,
-                        "mpi4py": counted.calls}}, root=0)
+                        "mpi4py": counted.calls, "top": top}}, root=0)
 r = m.result()
 if comm.rank == 0:
     print(json.dumps({{"wall": wall, "steps": len(r["time_s"]) - 1, "newton": m.ts.getSNESIterations(),
@@ -151,12 +159,13 @@ def _petsc_log(path: Path) -> dict:
     return out
 
 
-def run_scaling(ranks: int, *, window: float, theta: int, cells_x: int) -> dict:
+def run_scaling(ranks: int, *, window: float, theta: int, cells_x: int, profile: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp())
     script = tmp / "p2d_2d_scaling.py"
     log = tmp / "petsc.log"
     script.write_text(SCALING.format(path=str(ROOT / "inputs" / "p2d-mnfepba-2d.yaml"), theta=theta,
-                                     cells_x=cells_x, window=window, log=str(log)))
+                                     cells_x=cells_x, window=window, log=str(log),
+                                     profile=profile))
     out = launch(ranks, [sys.executable, str(script)], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["petsc"] = _petsc_log(log)
@@ -180,6 +189,9 @@ def _report_scaling(n: int, r: dict, base: dict) -> None:
         print(f"  rank {k}: {rk['nodes']} nodes, {rk['particle_unknowns']} particle unknowns; wall / CPU "
               f"{rk['wall']:.1f} / {rk['cpu']:.1f} s: {parts}, rest {rk['wall'] - busy:.1f} / {rk['cpu'] - busy_cpu:.1f} s; "
               f"mpi4py collectives per step: {py or 'none'}", flush=True)
+        if rk["top"]:
+            print("    CPU by function (cProfile tottime): "
+                  + "; ".join(f"{name} {t:.2f} s" for t, name in rk["top"]), flush=True)
     p = r["petsc"]
     print(f"  PETSc per step (all ranks, counted): {p.get('messages', 0) / steps:.1f} messages, "
           f"{p.get('bytes', 0) / steps / 1e3:.1f} kB, {p.get('reductions', 0) / steps:.1f} reductions; by event: "
@@ -193,7 +205,8 @@ def scaling(args) -> None:
     for pair in range(args.repeat):
         base = None
         for n in (1, 2):
-            r = run_scaling(n, window=args.window, theta=args.theta, cells_x=args.cells_x or 100)
+            r = run_scaling(n, window=args.window, theta=args.theta, cells_x=args.cells_x or 100,
+                            profile=args.profile)
             base = base or {"wall": r["wall"], "cpu": max(rk["cpu"] for rk in r["ranks"])}
             print(f"pair {pair + 1}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}:", flush=True)
             _report_scaling(n, r, base)
@@ -217,6 +230,7 @@ def main() -> None:
     ap.add_argument("--scaling", action="store_true", help="1 vs 2 ranks on a large cell instead (see 3.)")
     ap.add_argument("--theta", type=int, default=20, help="--scaling: polar cells of the particle")
     ap.add_argument("--repeat", type=int, default=2, help="--scaling: 1-and-2-rank pairs")
+    ap.add_argument("--profile", action="store_true", help="--scaling: each rank's CPU by function (cProfile)")
     args = ap.parse_args()
     if args.scaling:
         args.window = 0.02 if args.window is None else args.window
