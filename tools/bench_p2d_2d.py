@@ -124,7 +124,8 @@ top = []
 if profile:
     profile.disable()
     stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, ncalls, tottime, cumtime, callers)
-    top = sorted(((v[2], f"{{k[2]}} ({{k[0].rsplit('/', 1)[-1]}}:{{k[1]}})") for k, v in stats.items()), reverse=True)[:12]
+    top = sorted(((v[2], f"{{k[2]}} ({{k[0].rsplit('/', 1)[-1]}}:{{k[1]}})") for k, v in stats.items()),
+                 reverse=True)[:12]
 wall = comm.allreduce(mine, op=MPI.MAX)
 own = sum(max(0, min(r.stop, m.xe) - max(r.start, m.xs)) * r.particle.slots for r in m.regions)
 per_rank = comm.gather({{"nodes": m.xe - m.xs, "particle_unknowns": own, "wall": mine, "cpu": cpu, "clock": clock,
@@ -185,9 +186,11 @@ def _report_scaling(n: int, r: dict, base: dict) -> None:
         busy, busy_cpu = sum(v[1] for v in c.values()), sum(v[2] for v in c.values())
         parts = ", ".join(f"{name} {c[name][1]:.1f} / {c[name][2]:.1f} s ({c[name][0]} calls)"
                           for name in ("residual", "condense", "pc_apply") if name in c)
-        py = ", ".join(f"{name} {v[0] / steps:.1f} x {v[1] / max(v[0], 1):.0f} B" for name, v in sorted(rk["mpi4py"].items()))
+        py = ", ".join(f"{name} {v[0] / steps:.1f} x {v[1] / max(v[0], 1):.0f} B"
+                       for name, v in sorted(rk["mpi4py"].items()))
         print(f"  rank {k}: {rk['nodes']} nodes, {rk['particle_unknowns']} particle unknowns; wall / CPU "
-              f"{rk['wall']:.1f} / {rk['cpu']:.1f} s: {parts}, rest {rk['wall'] - busy:.1f} / {rk['cpu'] - busy_cpu:.1f} s; "
+              f"{rk['wall']:.1f} / {rk['cpu']:.1f} s: {parts}, "
+              f"rest {rk['wall'] - busy:.1f} / {rk['cpu'] - busy_cpu:.1f} s; "
               f"mpi4py collectives per step: {py or 'none'}", flush=True)
         if rk["top"]:
             print("    CPU by function (cProfile tottime): "

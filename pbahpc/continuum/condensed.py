@@ -10,7 +10,8 @@ A_pp is block diagonal (one small banded block per node, on the rank that owns t
 x_p leaves the Schur complement S = A_ee - A_ep A_pp^-1 A_pe on the 4 electrolyte/solid/interface
 unknowns per node (plus, with several particle sizes, each size's interfacial current), with A_ee's
 sparsity (A_pe and A_ep reach only the node's own unknowns). The particle work is local (band LU of
-A_pp on each rank, SuperLU (minimum degree on A^T + A) for 2-D particles and several sizes: all sizes of a node are eliminated
+A_pp on each rank, SuperLU (minimum degree on A^T + A) for 2-D particles and several sizes: all sizes of
+a node are eliminated
 together, they couple only through the kept unknowns); only S, 4 (+ sizes) unknowns per node instead
 of 4 + slots, is factored as a whole (LU on one rank, redundantly on several). Used as a PETSc Python PC
 with KSP preonly, it is a direct solver; `-pc_type lu` etc. still override it.

@@ -83,7 +83,8 @@ class SplitSphere:
         inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
         G = np.empty(c.shape[:-1] + (self.cells + 1,))  # outward molar flow through each radial face, mol/s
         G[..., 0] = 0.0
-        G[..., 1:-1] = -A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu) * (mu[..., 1:] - mu[..., :-1]) / h
+        G[..., 1:-1] = (-A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu)
+                        * (mu[..., 1:] - mu[..., :-1]) / h)
         G[..., -1] = -A[-1] * inward
         R = np.empty(u.shape)
         R[..., 0::2] = (G[..., 1:] - G[..., :-1]) / self.volumes_m3
