@@ -56,22 +56,10 @@ class Polynomial(Function):
         self.slope = self.poly.deriv()
 
     def __call__(self, v) -> Array:
-        return _horner(self.poly.coef, v)
+        return self.poly(np.asarray(v, dtype=float))
 
     def derivative(self, v) -> Array:
-        return _horner(self.slope.coef, v)
-
-
-def _horner(coef: Array, v) -> Array:
-    """numpy's polyval (c_n, then c_k + c * v) in place, without the identity domain map: the same values
-    to the bit for finite v, one array instead of two per coefficient (the 2-D particle's mu rows evaluate
-    it on millions of cells per Jacobian)."""
-    v = np.asarray(v, dtype=float)
-    out = np.full(v.shape, coef[-1])
-    for a in coef[-2::-1]:
-        out *= v
-        out += a
-    return out
+        return self.slope(np.asarray(v, dtype=float))
 
 
 class Table(Function):

@@ -117,22 +117,11 @@ class PhaseMobility(Function):
         self.x1, self.width = binodal_x[0], binodal_x[1] - binodal_x[0]
 
     def _t(self, v) -> Array:
-        v = np.asarray(v, dtype=float)
-        t = np.subtract(v, self.x1, out=np.empty(v.shape))  # an array also for a scalar v (in place below)
-        t /= self.width
-        return np.clip(t, 0.0, 1.0, out=t)
+        return np.clip((np.asarray(v, dtype=float) - self.x1) / self.width, 0.0, 1.0)
 
     def __call__(self, v) -> Array:
-        # in place, in the order of exp(log_poor + log_ratio t t (3 - 2t)): the 2-D particle evaluates it
-        # at every face of every copy of the FD Jacobian
         t = self._t(v)
-        w = np.multiply(self.log_ratio, t, out=np.empty(t.shape))
-        w *= t
-        t *= -2.0
-        t += 3.0
-        w *= t
-        w += self.log_poor
-        return np.exp(w, out=w)
+        return np.exp(self.log_poor + self.log_ratio * t * t * (3.0 - 2.0 * t))
 
     def derivative(self, v) -> Array:
         t = self._t(v)
