@@ -65,6 +65,7 @@ _LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_
 # of e^100 from the clipped Butler-Volmer exponent; |u| dominated by concentrations ~1e4), and an
 # absolute residual test has a floor that grows with mesh refinement.
 NEWTON_FRACTION = 0.1
+_FD_CHUNK_BYTES = 8 << 20  # copies of the ghosted state per residual call in the FD Jacobian (_pattern)
 _FIELDS = ("anode_x", "cathode_x", "c_e_mol_m3", "phi_e_V")
 
 
@@ -112,6 +113,7 @@ class P2DCell:
         self.PETSc = PETSc = petsc(comm, settings.petsc_options)
         self.T = cell.temperature_K
         self.f = FARADAY_C_MOL / (R_GAS_J_MOL_K * self.T)
+        self._one_rank = comm.Get_size() == 1  # skips the per-iteration collectives (pickled on COMM_SELF too)
         self.i1c = one_c_current_density(cell)
         self._build_grid()
         self.da = da = PETSc.DMDA().create([self.n_nodes], dof=self.dof, stencil_width=1, comm=comm,
@@ -251,40 +253,63 @@ class P2DCell:
         # The same columns in the ghosted local array (offset by the ghost start).
         self._cols_local = self._cols - self.gs * dof
         self._colour_local = self._colour_of[self.gs:self.ge]
-        self._slots = np.arange(self._colour_local.size)
+        # The differenced copies go through the residual a chunk of colours at a time (copy 0 unperturbed,
+        # copy c + 1 colour c): a batch of all 62 colours of a 200k-unknown rank made 100 MB temporaries,
+        # and their fresh pages took more system than user time (glibc maps blocks > 32 MB anew each time).
+        # Per chunk: (c0, c1, the perturbed local slots and their copy, the pattern entries it fills with
+        # their copy, row and column): index arrays built once, the Jacobian runs every time step.
+        per_copy = 8 * self._colour_local.size
+        size = int(max(1, min(self.n_colours + 1, _FD_CHUNK_BYTES // per_copy)))
+        copy_of_slot, copy_of_entry = self._colour_local.ravel() + 1, self._colour + 1
+        self._fd_chunks = []
+        for c0 in range(0, self.n_colours + 1, size):
+            c1 = min(c0 + size, self.n_colours + 1)
+            slots = np.nonzero((copy_of_slot >= c0) & (copy_of_slot < c1))[0]
+            entries = np.nonzero((copy_of_entry >= c0) & (copy_of_entry < c1))[0]
+            self._fd_chunks.append((c0, c1, slots, copy_of_slot[slots] - c0, entries,
+                                    copy_of_entry[entries] - c0, self._rows[entries], self._cols_local[entries]))
+        # the diagonal entries, which receive shift * M
+        self._diag = np.nonzero(self._cols == self._rows + self.xs * dof)[0]
+        self._diag_mass = self._mass[self.xs:self.xe].ravel()[self._rows[self._diag]]
         # Solid conductance of the faces between ghosted nodes (series mean; 0 next to the separator).
         sig, half = self.sigma[self.gs:self.ge], 0.5 * self.dx[self.gs:self.ge]
         both = (sig[1:] > 0) & (sig[:-1] > 0)
         self._sigma_face = np.zeros(both.size)
         self._sigma_face[both] = ((half[1:] + half[:-1])[both]
                                   / (half[1:][both] / sig[1:][both] + half[:-1][both] / sig[:-1][both]))
+        # the residual's constant arrays over the ghosted (g) and owned (o) nodes, sliced once: it runs
+        # ~5x per time step plus once per Jacobian, and its numpy calls on small arrays are its cost
+        o = slice(self.xs - self.gs, self.xe - self.gs)
+        self._o, self._half_l, self._half_r = o, half[:-1], half[1:]
+        self._face_dist = half[1:] + half[:-1]
+        self._tort_g = self.tort[self.gs:self.ge]
+        self._dx_o, self._area_o = self.dx[self.xs:self.xe], self.area[self.xs:self.xe]
+        self._sep_o = np.nonzero(self.region[self.xs:self.xe] == SEPARATOR)[0]
+        self._row_o = self._row[self.xs:self.xe]
+        self._sigma_end, self._half_end = sig[[0, -1]], half[[0, -1]]
 
     # ---- residual ---------------------------------------------------------------------------
     def residual(self, ug: Array) -> Array:
         """R(u) of the owned nodes, shape (..., owned, dof), from ghosted local block arrays ug of
         shape (..., ghosted, dof); leading axes are a batch (the Jacobian's colours in one call)."""
         el = self.cell.electrolyte
-        gs, ge, xs, xe = self.gs, self.ge, self.xs, self.xe
-        o = slice(xs - gs, xe - gs)  # owned rows within the ghosted range
+        gs, xs, xe, o = self.gs, self.xs, self.xe, self._o
         ce, pe, ps = ug[..., CE], ug[..., PE], ug[..., PS]
-        gidx = np.arange(gs, ge)
-        dx, tort, sig = self.dx[gidx], self.tort[gidx], self.sigma[gidx]
         ce_pos = np.maximum(ce, 1e-12 * el.initial_mol_m3)
-        De, kap = el.diffusivity_m2_s(ce_pos) * tort, el.conductivity_S_m(ce_pos) * tort
+        De, kap = el.diffusivity_m2_s(ce_pos) * self._tort_g, el.conductivity_S_m(ce_pos) * self._tort_g
         # Faces between consecutive ghosted nodes; index k is the face between local k and k+1.
-        half = 0.5 * dx
-        dist = half[1:] + half[:-1]
+        hl, hr, dist = self._half_l, self._half_r, self._face_dist
 
         def series(p):  # p > 0: electrolyte properties
-            return dist / (half[1:] / p[..., 1:] + half[:-1] / p[..., :-1])
+            return dist / (hr / p[..., 1:] + hl / p[..., :-1])
 
         def grad(v):
-            return np.diff(v, axis=-1) / dist
+            return (v[..., 1:] - v[..., :-1]) / dist
 
         tf = el.thermodynamic_factor(0.5 * (ce_pos[..., 1:] + ce_pos[..., :-1]))
         two_rt_f = 2.0 * (1.0 - el.transference_number) / self.f
         kf = series(kap)
-        m = ge - gs
+        m = ce.shape[-1]
         # Face arrays padded to m + 1: entry k is the left face of local node k.
         faces = np.zeros((3,) + ce.shape[:-1] + (m + 1,))
         faces[1, ..., 1:m] = -kf * grad(pe) + kf * two_rt_f * tf * grad(np.log(ce_pos))
@@ -293,28 +318,29 @@ class P2DCell:
         faces[2, ..., 1:m] = -self._sigma_face * grad(ps)
         Sf = faces[2]
         if gs == 0:  # anode collector: phi_s = 0 half a cell away
-            Sf[..., 0] = -sig[0] * ps[..., 0] / half[0]
-        if ge == self.n_nodes:  # cathode collector
+            Sf[..., 0] = -self._sigma_end[0] * ps[..., 0] / self._half_end[0]
+        if self.ge == self.n_nodes:  # cathode collector
             if self.mode == "voltage":
-                Sf[..., m] = -sig[-1] * (self.voltage_V - ps[..., -1]) / half[-1]
+                Sf[..., m] = -self._sigma_end[1] * (self.voltage_V - ps[..., -1]) / self._half_end[1]
             else:
                 Sf[..., m] = self.current_A_m2
-        div = np.diff(faces, axis=-1)[..., o]
-        R = np.zeros(ug.shape[:-2] + (xe - xs, self.dof))
-        a, j = self.area[xs:xe], ug[..., o, JJ]
-        dxo = dx[o]
-        R[..., CE] = div[0] / dxo - a * j / FARADAY_C_MOL
-        R[..., PE] = div[1] - a * j * dxo
-        R[..., PS] = div[2] + a * j * dxo
-        sep = self.region[xs:xe] == SEPARATOR
-        R[..., sep, PS] = ps[..., o][..., sep]
-        R[..., sep, JJ] = j[..., sep]
-        R[..., sep, NE:] = ug[..., o, :][..., sep, NE:]
+        div = faces[..., o.start + 1:o.stop + 1] - faces[..., o.start:o.stop]
+        R = np.empty(ug.shape[:-2] + (xe - xs, self.dof))
+        j = ug[..., o, JJ]
+        aj = self._area_o * j
+        R[..., CE] = div[0] / self._dx_o - aj / FARADAY_C_MOL
+        R[..., PE] = div[1] - aj * self._dx_o
+        R[..., PS] = div[2] + aj * self._dx_o
+        sep = self._sep_o
+        if sep.size:
+            R[..., sep, PS] = ps[..., o][..., sep]
+            R[..., sep, JJ:] = ug[..., o, :][..., sep, JJ:]
         for r in self.regions:
             lo, hi = max(r.start, xs), min(r.stop, xe)
             if lo < hi:
                 self._electrode_rows(r, ug[..., lo - gs:hi - gs, :], R[..., lo - xs:hi - xs, :])
-        return R * self._row[xs:xe]
+        R *= self._row_o
+        return R
 
     def _electrode_rows(self, r: _Region, u: Array, R: Array) -> None:
         """Particle, Butler-Volmer (Eq. 29) and unused-slot rows of one electrode's nodes (in place)."""
@@ -339,22 +365,28 @@ class P2DCell:
         F.getArray()[:] = R.ravel()
 
     def _ijacobian(self, ts, t, X, Xdot, shift, J, P):
-        ug = np.array(self._local(X))
-        h = np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(ug), self._typ[self.gs:self.ge])
-        batch = np.repeat(ug[None], self.n_colours + 1, axis=0)  # last copy unperturbed
-        flat = batch.reshape(self.n_colours + 1, -1)
-        flat[self._colour_local.ravel(), self._slots] += h.ravel()
-        res = self.residual(batch).reshape(self.n_colours + 1, -1)
-        dr = res[:-1] - res[-1]
-        vals = dr[self._colour, self._rows] / h.ravel()[self._cols_local]
-        diag = self._cols == self._rows + self.xs * self.dof
-        vals[diag] += shift * self._mass[self.xs:self.xe].ravel()[self._rows[diag]]
+        vals = self._differenced(X)
+        vals[self._diag] += shift * self._diag_mass
         if self._condensed is not None:
             self._condensed.update(vals)
         P.setValuesCSR(self._indptr, self._cols, vals)
         P.assemble()
         if J != P:
             J.assemble()
+
+    def _differenced(self, X) -> Array:
+        """dR/du at X by coloured finite differences, in the pattern's order."""
+        ug = np.array(self._local(X))
+        h = (np.sqrt(np.finfo(float).eps) * np.maximum(np.abs(ug), self._typ[self.gs:self.ge])).ravel()
+        vals = np.empty(self._cols.size)
+        for c0, c1, slots, slot_copy, entries, copy, rows, cols in self._fd_chunks:
+            batch = np.repeat(ug[None], c1 - c0, axis=0)
+            batch.reshape(c1 - c0, -1)[slot_copy, slots] += h[slots]
+            res = self.residual(batch).reshape(c1 - c0, -1)
+            if c0 == 0:
+                base = res[0]
+            vals[entries] = (res[copy, rows] - base[rows]) / h[cols]
+        return vals
 
     def _make_ts(self) -> None:
         PETSc, s = self.PETSc, self.settings
@@ -422,7 +454,9 @@ class P2DCell:
         u = snes.getSolution().getArray(readonly=True)
         s = self.settings
         tol = NEWTON_FRACTION * (s.rtol * np.abs(u) + self._newton_scale)
-        worst = self.comm.allreduce(float(np.max(np.abs(du) / tol, initial=0.0)), op=_mpi_max())
+        worst = float(np.max(np.abs(du) / tol, initial=0.0))
+        if not self._one_rank:
+            worst = self.comm.allreduce(worst, op=_mpi_max())
         if worst < 1.0:
             return reason.CONVERGED_SNORM_RELATIVE
         return reason.DIVERGED_MAX_IT if it >= snes.getTolerances()[3] else reason.ITERATING
@@ -453,7 +487,7 @@ class P2DCell:
 
     # ---- observables ------------------------------------------------------------------------
     def _from_last(self, value: float | None) -> float:
-        return self.comm.bcast(value, root=self.comm.Get_size() - 1)
+        return value if self._one_rank else self.comm.bcast(value, root=self.comm.Get_size() - 1)
 
     def terminal(self, X=None) -> tuple[float, float]:
         """(cell voltage V, applied current density A/m^2 > 0 discharging) at the current state."""
@@ -477,7 +511,8 @@ class P2DCell:
             fvalue[0] = abs(I) / self.i1c - step.current_cutoff_C
         else:
             fvalue[0] = 1.0
-        fvalue[1] = self.comm.allreduce(self._x_margin(X), op=_mpi_min())
+        margin = self._x_margin(X)
+        fvalue[1] = margin if self._one_rank else self.comm.allreduce(margin, op=_mpi_min())
 
     def _x_margin(self, X) -> float:
         """min over this rank's particle cells of min(x, x_max - x) (inf if it owns none)."""

@@ -10,7 +10,8 @@ A_pp is block diagonal (one small banded block per node, on the rank that owns t
 x_p leaves the Schur complement S = A_ee - A_ep A_pp^-1 A_pe on the 4 electrolyte/solid/interface
 unknowns per node (plus, with several particle sizes, each size's interfacial current), with A_ee's
 sparsity (A_pe and A_ep reach only the node's own unknowns). The particle work is local (band LU of
-A_pp on each rank, SuperLU for 2-D particles and several sizes: all sizes of a node are eliminated
+A_pp on each rank, SuperLU (minimum degree on A^T + A) for 2-D particles and several sizes: all sizes of
+a node are eliminated
 together, they couple only through the kept unknowns); only S, 4 (+ sizes) unknowns per node instead
 of 4 + slots, is factored as a whole (LU on one rank, redundantly on several). Used as a PETSc Python PC
 with KSP preonly, it is a direct solver; `-pc_type lu` etc. still override it.
@@ -26,8 +27,11 @@ NODE_UNKNOWNS = 4  # c_e, phi_e, phi_s, j: the first slots of every node (cell.N
 
 
 def _splu(A: sp.csc_matrix):
+    # minimum degree on A^T + A: the particle blocks are structurally symmetric (2-D grid plus the dense
+    # surface coupling); on 100 48 x 20 particles 40 % less fill than COLAMD, factor 1.37 vs 1.71 s,
+    # solves 2x faster (the condensation solves 4 per Jacobian, the PC one per linear iteration)
     try:
-        return splu(A)
+        return splu(A, permc_spec="MMD_AT_PLUS_A")
     except RuntimeError as exc:  # SuperLU's "Factor is exactly singular"
         raise np.linalg.LinAlgError(str(exc)) from None
 

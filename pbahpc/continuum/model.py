@@ -35,7 +35,7 @@ def butler_volmer_A_m2(e: "Electrode", c_e: Array, dphi_V: Array, U_V: Array, x_
                       temperature_K: float) -> Array:
     """Eq. 29: j0(c_e, x_surf, T) [exp(alpha f eta) - exp(-(1 - alpha) f eta)], eta = dphi - U (A/m^2,
     > 0 takes the ion out); f eta clipped to +-200 so that wild Newton iterates stay finite."""
-    eta = np.clip(f * (dphi_V - U_V), -200.0, 200.0)
+    eta = np.minimum(np.maximum(f * (dphi_V - U_V), -200.0), 200.0)  # np.clip's wrappers cost more here
     alpha = e.transfer_coefficient
     j0 = e.exchange_current_A_m2(np.maximum(c_e, 0.0), x_surf, temperature_K)
     return j0 * (np.exp(alpha * eta) - np.exp(-(1.0 - alpha) * eta))

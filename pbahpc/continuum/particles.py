@@ -81,11 +81,13 @@ class SplitSphere:
         c, mu = u[..., 0::2], u[..., 1::2]
         fu, A, h = self.fu, self.A, self.h
         inward = -j / FARADAY_C_MOL  # mol/m^2/s into the particle
-        G = np.zeros(c.shape[:-1] + (self.cells + 1,))  # outward molar flow through each radial face, mol/s
-        G[..., 1:-1] = -A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu) * np.diff(mu, axis=-1) / h
+        G = np.empty(c.shape[:-1] + (self.cells + 1,))  # outward molar flow through each radial face, mol/s
+        G[..., 0] = 0.0
+        G[..., 1:-1] = (-A[1:-1] * self.mobility(0.5 * (c[..., 1:] + c[..., :-1]) / fu)
+                        * (mu[..., 1:] - mu[..., :-1]) / h)
         G[..., -1] = -A[-1] * inward
         R = np.empty(u.shape)
-        R[..., 0::2] = np.diff(G, axis=-1) / self.volumes_m3
+        R[..., 0::2] = (G[..., 1:] - G[..., :-1]) / self.volumes_m3
         mu_surf = mu[..., -1] + 0.5 * h * inward / self.mobility(c[..., -1] / fu)
         if self.ch:
             R[..., 1::2] = mu - self.law.mu_hom_J_mol(c / fu) + self.law.kappa_J_m5_mol2 * (c @ self.lap.T)
