@@ -78,19 +78,22 @@ def test_na_hops_at_600K_faster_in_the_na_poor_phase():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_lattice_contracts_with_x_by_more_than_5_percent_in_volume_at_the_demo_temperature(variant):
-    a0, a2 = (check.npt_lattice_A(x, check.T_DEMO_K, 20.0, variant=variant) for x in (0.0, 2.0))
+    # 10 ps, the second half averaged (5 barostat times): measured 9.1 % (cathode), 8.7 % (cathode2)
+    a0, a2 = (check.npt_lattice_A(x, check.T_DEMO_K, 10.0, variant=variant) for x in (0.0, 2.0))
     assert (a0 / a2) ** 3 - 1 > 0.05
 
 
-def test_gcmc_jumps_with_hysteresis_at_the_demo_temperature():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gcmc_jumps_with_hysteresis_at_the_demo_temperature(variant):
     # a first-order transition (miscibility gap) at 500 K: from an empty start the cell stays Na-poor
     # up to mu = -1.55 eV and jumps Na-rich by -1.45; from a full start it stays Na-rich down to -1.55
     # and empties by -1.65 (measured x at -1.65 / -1.55 / -1.45, seeds 1, 2, 3: up 0.01-0.03 / 0.14-0.23 /
     # 1.48-1.54, down 0.01-0.02 / 1.80-1.89 / 1.94; the teacher with the earlier weak Na-Na repulsion
-    # instead of the well fills and empties reversibly: up 0.03 / 0.12 / 0.61, down 0.01 / 0.13 / 0.65)
+    # instead of the well fills and empties reversibly: up 0.03 / 0.12 / 0.61, down 0.01 / 0.13 / 0.65;
+    # cathode2, seed 1: up 0.03 / 0.25 / 1.62, down 0.00 / 1.76 / 1.97)
     mus = [-1.65, -1.55, -1.45]
-    up = [x for _, x in check.gcmc_scan(check.T_DEMO_K, mus, exchanges=check.GCMC_EXCHANGES)]
-    down = check.gcmc_scan(check.T_DEMO_K, mus[::-1], x_start=2.0, exchanges=check.GCMC_EXCHANGES)
+    up = [x for _, x in check.gcmc_scan(check.T_DEMO_K, mus, exchanges=check.GCMC_EXCHANGES, variant=variant)]
+    down = check.gcmc_scan(check.T_DEMO_K, mus[::-1], x_start=2.0, exchanges=check.GCMC_EXCHANGES, variant=variant)
     down = [x for _, x in down][::-1]
     assert up[0] < 0.1 and up[1] < 0.5 and up[2] > 1.2  # the jump up
     assert down[0] < 0.1 and down[1] > 1.5 and down[2] > 1.8  # the jump down, at a lower mu
