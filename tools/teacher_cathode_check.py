@@ -65,9 +65,12 @@ def hop_profile_eV(a_A: float, rich: bool, points: int = 8, variant: str = VARIA
     every other cage occupied except the one it hops towards (63 Na). The hop coordinate is the Na's x
     relative to the centre of mass of the 12 metals of the two cages, held by a stiff spring (held
     absolutely, the framework would slide along x instead); the spring's energy (< 0.01 eV) is left
-    out. The start is the ideal structure, so the relaxation is local to the hop: a symmetry-broken
-    start lets the 63-Na framework relax cooperatively at 0 K (an ordering MD at 500-900 K does not
-    hold), which lowers the start and reads a larger barrier (module docstring of the teacher)."""
+    out. The scan starts from the ideal structure and follows the hop point to point (each point
+    relaxes from the previous one), so the relaxation is local to the hop: a symmetry-broken start
+    lets the 63-Na framework relax cooperatively at 0 K (an ordering MD at 500-900 K does not hold),
+    which lowers the start and reads a larger barrier. The Na-rich framework has many nearby minima:
+    the Na-rich barrier moves with a_A by a few 0.01 eV, and by more where the scan drops into
+    another minimum on its way (module docstring of the teacher)."""
     host = build_pba(2, a_A=a_A)
     sites = na_sites(host)
     L = host.cell[0, 0]
@@ -92,7 +95,8 @@ group corners id {' '.join(str(i + 1) for i in corners)}
     s = np.linspace(0.0, 1.0, points + 1)
     e = []
     for f in s:
-        lmp.command(f"fix hold hop spring couple corners {spring_eV_per_A2!r} {float((1 - f) * a_A / 4)!r} NULL NULL 0.0")
+        offset_A = float((1 - f) * a_A / 4)  # the window lies a/4 from the cage centre
+        lmp.command(f"fix hold hop spring couple corners {spring_eV_per_A2!r} {offset_A!r} NULL NULL 0.0")
         lmp.command("fix_modify hold energy yes")
         lmp.command("minimize 0 1e-5 5000 50000")
         e.append(lmp.get_thermo("pe") - lmp.extract_fix("hold", 0, 0))
@@ -186,14 +190,15 @@ def main() -> None:
         print("lattice parameter a (A) from NPT, 2x2x2, iso, 0 bar")
         for T_K in args.temperatures:
             a[T_K] = {x: npt_lattice_A(x, T_K, args.npt_ps, variant=v) for x in sorted({0.0, xp, 1.0, xr, 2.0})}
-            print(f"  T={T_K:g} K: " + ", ".join(f"x={x:g} {v:.3f}" for x, v in a[T_K].items())
+            print(f"  T={T_K:g} K: " + ", ".join(f"x={x:g} {a_x:.3f}" for x, a_x in a[T_K].items())
                   + f"; V(x=0)/V(x=2) - 1 = {(a[T_K][0.0] / a[T_K][2.0]) ** 3 - 1:.1%}", flush=True)
     if "barrier" not in args.skip:
         print("hop barrier, eV: rigid (one Na, no Na-Na) / relaxed scan (hop_profile_eV)")
         for T_K in args.temperatures:
             poor, rich = a[T_K][xp], a[T_K][xr]
             print(f"  T={T_K:g} K lattices: Na-poor a={poor:.3f} {window_barrier_eV(poor, v):.3f} / "
-                  f"{hop_barrier_eV(poor, rich=False, variant=v):.3f}, Na-rich a={rich:.3f} {window_barrier_eV(rich, v):.3f} / "
+                  f"{hop_barrier_eV(poor, rich=False, variant=v):.3f}, "
+                  f"Na-rich a={rich:.3f} {window_barrier_eV(rich, v):.3f} / "
                   f"{hop_barrier_eV(rich, rich=True, variant=v):.3f}", flush=True)
     if "diffusion" not in args.skip:
         print(f"tracer D of Na, {args.ps:g} ps NPT MD per run (A^2/ps; 1 A^2/ps = 1e-8 m^2/s), x = {xp:g} / {xr:g}")
@@ -206,9 +211,9 @@ def main() -> None:
                     print(f"  T={T_K:g} K seed {seed} x={x:g}: D={f.D_A2_per_ps:.2e} +- {f.sigma_A2_per_ps:.1e} "
                           f"(MSD at half the run {f.msd_A2[len(f.msd_A2) // 2]:.1f} A^2, linear {f.linear_ok})",
                           flush=True)
-            m = {x: (np.mean(v), np.std(v, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan) for x, v in D.items()}
-            print(f"  T={T_K:g} K mean over seeds: {m[xp][0]:.2e} +- {m[xp][1]:.1e} / {m[xr][0]:.2e} +- {m[xr][1]:.1e}, "
-                  f"ratio {m[xp][0] / max(m[xr][0], 1e-12):.1f}", flush=True)
+            m = {x: (np.mean(d), np.std(d, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan) for x, d in D.items()}
+            print(f"  T={T_K:g} K mean over seeds: {m[xp][0]:.2e} +- {m[xp][1]:.1e} / "
+                  f"{m[xr][0]:.2e} +- {m[xr][1]:.1e}, ratio {m[xp][0] / max(m[xr][0], 1e-12):.1f}", flush=True)
     if "gcmc" not in args.skip:
         mus = [round(m, 2) for m in np.arange(-1.8, -0.45, 0.05)]
         for label, order, x0 in (("up", mus, 0.0), ("down", mus[::-1], 2.0)):
