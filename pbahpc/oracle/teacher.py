@@ -211,7 +211,7 @@ in a 2x2x2 cell, which needs D >= 0.3-0.4 A^2/ps for 20 hops in 50 ps. So with a
 20-50 ps the targets cannot all hold: "cathode2" below keeps the gap, the volume change, rich > poor
 (relaxed scan and MD), D resolved over 4 seeds of 50 ps from 600 K (Na-poor, x = 0.25) and 700 K
 (Na-rich, x = 1.75) up, at the price of a Na-poor barrier of 0.13 eV (below 0.3; the Na-rich 0.26-0.31
-eV is at the range's lower end) and a ratio of 8.5 +- 1.8 at 600 K (12.9 at 500 K; below 10 at 600 K).
+eV is at the range's lower end) and a ratio of 8.9 +- 2.0 at 600 K over 8 seeds (12.9 at 500 K).
 Measured both ways from "cathode2" by the window wall alone (Na-Fe / Na-Mn D0, alpha 2, r0 3.9 A;
 relaxed scans at 10.21 / 10.07 A, D at 50 ps, seeds 1-4): D0 0.02: 0.107 / 0.28 eV, D(600 K, x =
 0.25 / 1.75) 0.136 +- 0.024 / 0.0211 +- 0.0017, ratio 6.4 (lower: the Na-rich D rises too); D0 0.08:
@@ -255,9 +255,10 @@ rises most (the self-trapped Na-poor hop crosses the wall at a contracted window
   carries it), from 700 K all (3.9-17 A^2, ~20 hops per run at 700 K).
   600 K per seed: x = 0.25: 0.100, 0.077, 0.110, 0.159 (each > 2 sigma, MSD at half the run 16-25
   A^2); x = 1.75: 0.010, 0.018, 0.010, 0.015 (MSD 2.0-3.5 A^2: a few hops of 8 vacancies, 3 of 4 > 2
-  sigma). At 700 / 900 K every x = 0.5 / 1.5 run is linear (MSD at half the run 6-50 A^2). Dilute Na
-  at 600 K: x = 0.125 (4 Na) 0.46, 0.13, 0.075, 0.054; one Na 0.12, 0.0, 0.50, 0.10 (mean ~0.18,
-  bursty: one seed does not hop in 50 ps). At x = 0.5 / 1.5 the ratio falls with T (4.8, 1.5, 2.1)
+  sigma). Seeds 5-8: 0.101, 0.079, 0.155, 0.022 / 0.0086, 0.0092, 0.0026, 0.0178; over seeds 1-8
+  0.100 +- 0.016 / 0.0113 +- 0.0018, ratio 8.9 +- 2.0. At 700 / 900 K every x = 0.5 / 1.5 run is
+  linear (MSD at half the run 6-50 A^2). Dilute Na at 600 K: x = 0.125 (4 Na) 0.46, 0.13, 0.075,
+  0.054; one Na 0.12, 0.0, 0.50, 0.10 (mean ~0.18, bursty: one seed does not hop in 50 ps). At x = 0.5 / 1.5 the ratio falls with T (4.8, 1.5, 2.1)
   as the cell stays demixed (600 K) or mixes (700-900 K): compare phases at x outside the gap.
 * GCMC-MD at 500 K (the protocol above; x up from empty / down from full), seeds 1 / 2: -1.75 ..
   -1.65 eV: <= 0.03 / <= 0.02; -1.6: 0.05, 0.04 / 0.39, 0.84; -1.55: 0.16, 0.14 / 1.62, 1.85; -1.5:
@@ -266,10 +267,10 @@ rises most (the self-trapped Na-poor hop crosses the wall at a contracted window
   -1.6 eV): the weaker wall barely touches the cage.
 * Open (issue 15): Na-poor barrier 0.3-0.65 eV with D resolved (needs a prefactor ~5-20x larger,
   i.e. a stiffer, single-minimum cage; or longer runs / larger cells); a ratio >= 10 at 600 K over
-  seeds (8.5 at x = 0.25 / 1.75; larger cells would allow compositions outside the gap with more
-  hopping ions); the binodals at other temperatures and in a larger cell; converged reference
-  windows (more cycles or exchanges per window near x = 2). The properties engine's 8 blocks cap
-  the fit window at production / 16; this module's D use 4 blocks.
+  seeds (8.9 +- 2.0 over 8 seeds at x = 0.25 / 1.75; larger cells would allow compositions outside
+  the gap with more hopping ions); the binodals at other temperatures and in a larger cell; converged
+  reference windows (more cycles or exchanges per window near x = 2). The properties engine's 8
+  blocks cap the fit window at production / 16; this module's D use 4 blocks.
 """
 from __future__ import annotations
 
