@@ -105,9 +105,10 @@ class GcmcSection:
     box_A: float = field(default=20.0, metadata=_m(gt=0.0))
     inserted: str = "Na"
     potential: Literal["teacher", "lammps"] = "teacher"
-    teacher: Literal["basic", "cathode"] = "basic"
+    teacher: Literal["basic", "cathode", "cathode2"] = "basic"
     """potential teacher: the built-in parameter set, here and in the teacher oracle (cathode: Na hops, a
-    volume change; still being tuned, see pbahpc/oracle/teacher.py)."""
+    volume change; cathode2: the same with Na hops resolved in MD in both phases; see
+    pbahpc/oracle/teacher.py)."""
     species: tuple[str, ...] = ()
     """potential: lammps -- element of each LAMMPS atom type, in type order."""
     masses_amu: tuple[float, ...] = field(default=(), metadata=_m(gt=0.0))

@@ -172,14 +172,105 @@ Demo temperature T_DEMO_K = 500 K (tools/teacher_cathode_check.py).
   Na-poor 700 K > 100 ps (~200 ps by the hop count); below 700 K, and the Na-rich phase at <= 700 K
   (D <= 0.01, effective barrier ~0.25 eV), several hundred ps to ns: with this teacher D is not resolved
   within 20-50 ps at 500-700 K in either phase.
-* Open (issue 15): hop barriers of 0.3-0.65 eV with D resolved in 20-50 ps (the rigid barriers are
-  0.12 / 0.28 eV; the Na-rich D at 600 K is barely resolved in 40 ps); a D ratio >= 10 at 600 K that
-  holds over seeds (4.2 over 4 seeds; use x = 0.5 / 1.5 or longer runs to tame the noise); the
-  binodals at other temperatures and in a larger cell; converged reference windows (more cycles or
-  exchanges per window near x = 2). Note that barriers of 0.3-0.65 eV make D at 500-700 K smaller
-  than this teacher's, so "resolved within 20-50 ps of a 2x2x2 cell" then needs the analysis to reach
-  longer lags (the properties engine's 8 blocks cap the window at production / 16; this module's
-  numbers use 4 blocks, tools/teacher_cathode_check.py) or more hopping ions.
+* Relaxed hop barriers (tools/teacher_cathode_check.hop_profile_eV: one Na pulled from its cage to
+  the window in 8 steps, its x relative to the 12 metals of the two cages held by a spring, everything
+  else minimised; 2x2x2 at the 600 K lattices a = 10.21 / 10.07 A of x = 0.5 / 1.5). Na-poor (one
+  Na): the cage centre is not a minimum: the Na sits 1.3 A off-centre towards a face (0.088 eV lower),
+  and from there the window is 0.159 eV up (rigid, one Na: 0.13 eV; relaxing the framework around
+  the Na in its cage costs the window more than it gains, the self-trapping). Na-rich (63 Na, the
+  neighbouring cage empty): 0.348 eV (rigid with the 63 Na: 0.448; one Na alone, no Na-Na: 0.21): the
+  Na-Na well is lost at the window (8 Na at 5.7 A instead of 5 at 5.15 A) and the contracted window
+  is narrower. A symmetry-broken start (framework rattled by 0.02 A) lets the 63-Na framework order
+  cooperatively at 0 K and reads 0.92 eV; MD at 600 K (D below) shows no such barrier, so the scan
+  starts from the ideal structure.
+* D at x = 0.5 / 1.5 (16 / 48 Na, 50 ps, seeds 1-4, 600 K): 0.0175, 0.0605, 0.0195, 0.0275 (mean
+  0.031 +- 0.010) / 0.0126, 0.0098, 0.0027, 0.0026 (0.0069 +- 0.0025): ratio 4.5, not better than
+  x = 0.25 / 1.75. Both compositions lie inside the miscibility gap (binodals ~0.2 / ~1.8 at
+  500 K, the nearest-neighbour Tc 730-810 K): the cell demixes and the "Na-poor" Na sit in Na-rich
+  clusters. With the Na-Na well at 0.13 eV: 0.030 / 0.0055 (ratio 5.5); at 0.115 eV the GCMC scan
+  down (seed 1) stays at x >= 1.96 down to -1.6 eV and x = 1.75 does not hop at 600 K in 50 ps.
+
+What the issue asks of D and the barriers conflict (arithmetic with this teacher's numbers). A 2x2x2
+cell hop is l = a/2 = 5.1 A; n ions hopping with tracer D make hops = n 6 D t / l^2 in t. "Resolved"
+needs >= ~20 hops (D > ~2 sigma over the seeds' scatter) and an MSD at half the run well above the
+cage plateau (1.5-2 A^2; 6 D t/2 >= 10 A^2). In t = 50 ps: D >= 1.73 / n A^2/ps by hops (n = 16 at
+x = 0.5: 0.108; n = 48 at 1.5: 0.036; n = 8 at 0.25: 0.22) and D >= 0.067 by the MSD. The measured
+Arrhenius prefactor (cathode, 600/900 K, x = 0.25 / 1.75) is D0 = 0.93 (poor, Ea 0.164 eV) and 1.2
+A^2/ps (rich, Ea 0.251 eV; "cathode2" below: 1.4 and 2.1): an attempt rate D0 / l^2 ~ 0.04-0.08 /ps,
+far below a cage vibration (THz); the hops are bursty (a Na may sit 50 ps, then run, see the dilute
+runs below) and the Na-rich one needs a vacancy next to it. With D0 ~ 1 A^2/ps the largest barrier
+resolved in 50 ps is Ea = k_B T ln(D0 / D_min):
+x = 0.5: 0.096 / 0.115 / 0.134 / 0.173 eV at 500 / 600 / 700 / 900 K; x = 1.5: 0.116 / 0.140 /
+0.163 / 0.209 eV. The paper's 0.3 eV is resolved at 900 K only with D0 >= 5 A^2/ps (x = 0.5) and
+0.45 eV only with D0 >= 22 A^2/ps (x = 1.5), 5-20x this teacher's; at 600 K they need 36 / 400
+A^2/ps. And a ratio >= 10 at 600 K with the Na-rich D resolved there (>= 0.067) needs D_poor(600 K)
+>= 0.67 ~ D0, i.e. no Na-poor barrier at all; with the Na-poor D resolved (>= 0.108, Ea <= 0.115 eV)
+a ratio of 10 puts D_rich(600 K) near 0.011, resolved only in ~300 ps. Finally the D of a phase
+must be measured outside the gap (x <= ~0.2 or >= ~1.8 at 500-600 K): 4-6 hopping Na or vacancies
+in a 2x2x2 cell, which needs D >= 0.3-0.4 A^2/ps for 20 hops in 50 ps. So with a 2x2x2 cell and
+20-50 ps the targets cannot all hold: "cathode2" below keeps the gap, the volume change, rich > poor
+(relaxed scan and MD), D resolved over 4 seeds of 50 ps from 600 K (Na-poor, x = 0.25) and 700 K
+(Na-rich, x = 1.75) up, at the price of a Na-poor barrier of 0.13 eV (below 0.3; the Na-rich 0.26-0.31
+eV is at the range's lower end) and a ratio of 8.9 +- 2.0 at 600 K over 8 seeds (12.9 at 500 K).
+Measured both ways from "cathode2" by the window wall alone (Na-Fe / Na-Mn D0, alpha 2, r0 3.9 A;
+relaxed scans at 10.21 / 10.07 A, D at 50 ps, seeds 1-4): D0 0.02: 0.107 / 0.28 eV, D(600 K, x =
+0.25 / 1.75) 0.136 +- 0.024 / 0.0211 +- 0.0017, ratio 6.4 (lower: the Na-rich D rises too); D0 0.08:
+0.224 / 0.43; 0.12: 0.289 / 0.51; 0.13: 0.304 / 0.53 eV, the paper's range in both phases, but at
+900 K D = 0.0072 +- 0.0035 / 0.0058 +- 0.0018 (MSD at half the run 1.0-3.9 A^2, the plateau: 7 of
+8 runs not linear, ratio 1.2): with barriers of 0.3 / 0.5 eV nothing is resolved in 50 ps at
+<= 900 K (the effective prefactor falls to ~0.3 A^2/ps); 0.16: 0.346 / 0.58.
+
+Variant "cathode2": "cathode" with the Na-Fe / Na-Mn window wall weakened, D0 0.045 -> 0.03 eV (alpha
+2.0, r0 = rc = 3.9 A). The wall touches only the window (metals 3.55-3.64 A from its centre, 4.4 A
+from the cage centre), so the cage energetics, the lattice and the gap barely move; the Na-poor D
+rises most (the self-trapped Na-poor hop crosses the wall at a contracted window).
+
+* Relaxed hop barrier (hop_profile_eV; test_teacher_cathode): Na-poor 0.128 eV at the 600 K lattice
+  10.21 A (0.121-0.135 at 10.20-10.22, 0.129 / 0.130 at the 700 / 900 K lattices 10.209 / 10.207);
+  Na-rich 0.306 / 0.313 / 0.304 eV at 10.06 / 10.07 / 10.08 A around the 600 K lattice 10.07 (8 or 4
+  scan points alike), 0.29-0.34 at 10.00-10.05. The Na-rich framework has many nearby 0 K minima and a
+  scan can drop into one on its way: at 10.09-10.13 A it does (max - min 0.28-0.29 eV, the highest
+  point then the start), and at two lattices taken from NPT means, 10.0938 and 10.0484 A, it read
+  0.385 and 0.137 eV; the test holds the median of three lattices. The Na-rich value is in the
+  paper's range, the Na-poor one below it. Rigid, one Na, no Na-Na: 0.095 / 0.146 (700 K lattices).
+* Lattice (NPT, 2x2x2, 20 ps): 700 K a = 10.246 (x = 0), 10.209 (0.5), 10.171 (1), 10.094 (1.5),
+  10.046 A (2), V(0)/V(2) - 1 = 6.1 %; 900 K 10.231, 10.207, 10.164, 10.133, 10.101: 3.9 %; 500 K
+  (the demo's temperature) 10.256 / 9.955 A: 9.3 %.
+* Stability (tools/teacher_nptcheck.py --variant cathode2, 20 ps): x = 0 / 2 at 300 and 900 K keep
+  every bond within 0.56 A of its start, a 9.85-10.27 A, drift of a <= 0.03 A, |NVE drift| < 4e-6
+  eV/atom/ps.
+* Tracer D (A^2/ps; 50 ps NPT, 4 blocks, seeds 1-4; tools/teacher_cathode_check.py --variant
+  cathode2), means over seeds +- their standard error:
+      T (K)  x = 0.25           x = 1.75            ratio   x = 0.5          x = 1.5          ratio
+      500    0.062 +- 0.019     0.0048 +- 0.0024    12.9
+      600    0.111 +- 0.017     0.0130 +- 0.0019    8.5     0.080 +- 0.018   0.0168 +- 0.0028  4.8
+      700    0.182 +- 0.035     0.0318 +- 0.0026    5.7     0.080 +- 0.009   0.053 +- 0.007    1.5
+      900    0.240 +- 0.052     0.0707 +- 0.0092    3.4     0.209 +- 0.028   0.098 +- 0.005    2.1
+  Arrhenius over 500-900 K (properties.diffusion.arrhenius on the means): x = 0.25 Ea = 0.132 +-
+  0.032 eV, D0 = 1.4 A^2/ps; x = 1.75 Ea = 0.258 +- 0.028 eV, D0 = 2.1 A^2/ps: the MD barriers match
+  the relaxed scans (0.13 / ~0.3 eV), and the fit puts the 600 K ratio at 7.7.
+  Resolution: x = 0.25 at 500 K 1 of 4 runs linear (MSD at half the run 5-18 A^2), from 600 K all
+  (16-72 A^2; ~10 hops of 8 Na per run at 600 K, ~22 at 900 K); x = 1.75 at 500 K none (MSD 1.0-2.3
+  A^2, the plateau), at 600 K 3 of 4 (2.0-3.5 A^2, ~8 hops per run: the mean over seeds, 7 sigma,
+  carries it), from 700 K all (3.9-17 A^2, ~20 hops per run at 700 K).
+  600 K per seed: x = 0.25: 0.100, 0.077, 0.110, 0.159 (each > 2 sigma, MSD at half the run 16-25
+  A^2); x = 1.75: 0.010, 0.018, 0.010, 0.015 (MSD 2.0-3.5 A^2: a few hops of 8 vacancies, 3 of 4 > 2
+  sigma). Seeds 5-8: 0.101, 0.079, 0.155, 0.022 / 0.0086, 0.0092, 0.0026, 0.0178; over seeds 1-8
+  0.100 +- 0.016 / 0.0113 +- 0.0018, ratio 8.9 +- 2.0. At 700 / 900 K every x = 0.5 / 1.5 run is
+  linear (MSD at half the run 6-50 A^2). Dilute Na at 600 K: x = 0.125 (4 Na) 0.46, 0.13, 0.075,
+  0.054; one Na 0.12, 0.0, 0.50, 0.10 (mean ~0.18, bursty: one seed does not hop in 50 ps). At x = 0.5 / 1.5 the ratio falls with T (4.8, 1.5, 2.1)
+  as the cell stays demixed (600 K) or mixes (700-900 K): compare phases at x outside the gap.
+* GCMC-MD at 500 K (the protocol above; x up from empty / down from full), seeds 1 / 2: -1.75 ..
+  -1.65 eV: <= 0.03 / <= 0.02; -1.6: 0.05, 0.04 / 0.39, 0.84; -1.55: 0.16, 0.14 / 1.62, 1.85; -1.5:
+  1.17, 1.32 / 1.94, 1.99; -1.45: 1.69, 1.60 / 1.97, 2.0; -1.4: 1.71, 1.73 / 2.0. The same first-order
+  jump and hysteresis as "cathode" (binodals near x ~ 0.2 and ~ 1.6-1.85, coexistence near -1.55 to
+  -1.6 eV): the weaker wall barely touches the cage.
+* Open (issue 15): Na-poor barrier 0.3-0.65 eV with D resolved (needs a prefactor ~5-20x larger,
+  i.e. a stiffer, single-minimum cage; or longer runs / larger cells); a ratio >= 10 at 600 K over
+  seeds (8.9 +- 2.0 over 8 seeds at x = 0.25 / 1.75; larger cells would allow compositions outside
+  the gap with more hopping ions); the binodals at other temperatures and in a larger cell; converged
+  reference windows (more cycles or exchanges per window near x = 2). The properties engine's 8
+  blocks cap the fit window at production / 16; this module's D use 4 blocks.
 """
 from __future__ import annotations
 
@@ -238,7 +329,15 @@ CATHODE: dict[tuple[str, str], Morse] = {
     ("Na", "Na"): Morse(0.1, 3.0, 5.0, 6.0),
 }
 
-VARIANTS = {"basic": BASIC, "cathode": CATHODE}
+# "cathode2": "cathode" with a weaker Na-metal window wall, so that Na hops resolve in MD in both
+# phases (the conflict with the paper's barriers is worked out in the module docstring)
+CATHODE2: dict[tuple[str, str], Morse] = {
+    **CATHODE,
+    ("Na", "Fe"): Morse(0.03, 2.0, 3.9, 3.9),
+    ("Na", "Mn"): Morse(0.03, 2.0, 3.9, 3.9),
+}
+
+VARIANTS = {"basic": BASIC, "cathode": CATHODE, "cathode2": CATHODE2}
 
 
 def variant_table(variant: str) -> dict[tuple[str, str], Morse]:
