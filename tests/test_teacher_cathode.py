@@ -64,7 +64,6 @@ def test_relaxed_hop_barrier_is_higher_in_the_na_rich_phase():
     assert np.argmax(poor) == len(s_poor) - 1  # the saddle: the window
     assert sum(np.argmax(e) == len(e) - 1 for e in rich) >= 2
     e_poor, e_rich = poor.max() - poor.min(), float(np.median([e.max() - e.min() for e in rich]))
-    assert abs(e_poor - 0.128) < 0.01 and abs(e_rich - 0.306) < 0.02
     assert 0.3 <= e_rich <= 0.65 and e_rich - e_poor > 0.15  # the Na-rich one in the paper's range
     # the window wall is what cathode2 weakens: the same scan with cathode's wall is higher
     assert check.hop_barrier_eV(A_POOR_A, rich=False, variant="cathode") > e_poor + 0.02
