@@ -238,6 +238,7 @@ def load_error(tmp_path, data: dict):
     ("cathode.particle.model", "fick", "cathode.particle.model", "must be one of 'fickian', 'cahn-hilliard'"),
     ("cathode.particle", KeyError, "cathode.particle", "required key is missing"),
     ("cathode.particle.mobility", 1e-15, "cathode.particle", "exactly one of mobility, diffusivity_m2_s"),
+    ("cathode.particle.mobility_blend", "cubic", "cathode.particle.mobility_blend", "must be one of 'log', 'linear'"),
     ("cathode.particle.mu_eV", {"polynomial": [-3.4, 0.1]}, "cathode.particle.mu_eV", "no miscibility gap"),
     ("cathode.cells_r", 20, "cathode.cells_r", "set cathode.particle.inflate_interface: true"),
     ("cathode.x_initial", 2.5, "cathode.x_initial", "must be <= x_max"),
@@ -286,3 +287,12 @@ def test_unreadable_and_non_mapping_files(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: <top>: expected a mapping"):
         load_parameters(f)
+
+
+def test_mobility_blend_needs_the_phase_diffusivities(tmp_path):
+    data = copy.deepcopy(BASE)
+    particle = data["cathode"]["particle"]
+    del particle["diffusivity_m2_s"]
+    particle.update(mobility={"constant": 1e-15}, mobility_blend="linear")
+    f, text = load_error(tmp_path, data)
+    assert text.startswith(f"{f}: cathode.particle.mobility_blend: ") and "diffusivity_m2_s only" in text
