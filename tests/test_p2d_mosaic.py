@@ -143,8 +143,10 @@ def test_node_current_is_the_area_mean_of_the_sizes_butler_volmer_currents(mosai
         mu_s = mu[:, -1] - 0.5 * h * jk[:, k] / FARADAY_C_MOL / mob_ch(c[:, -1] / FU_CH)
         eta = f * (u[:, 2] - u[:, 1] + mu_s / FARADAY_C_MOL)
         bv = np.sqrt(u[:, 0] / 1000.0) * (np.exp(0.5 * eta) - np.exp(-0.5 * eta))
-        # to the Newton tolerance on the current rows (0.1 x rtol of the exchange current's scale)
-        assert np.max(np.abs(bv - jk[:, k])) < 1e-6 * np.max(np.abs(jk)), k
+        # to the Newton tolerance: the charge ends by the x-limit, with the smallest size's surface at
+        # x ~ 1e-6 (cell.X_LIMIT), where RT ln x makes U 1e6 times stiffer in x than mid-window and the
+        # Newton test (on updates, 1e-9 in x there) leaves ~1e-6 of the largest current in its row
+        assert np.max(np.abs(bv - jk[:, k])) < 1e-5 * np.max(np.abs(jk)), k
 
 
 def test_small_particles_transform_first_one_by_one(mosaic_charge):

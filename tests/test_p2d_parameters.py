@@ -147,12 +147,18 @@ def test_interface_width_of_the_quartic_well():
     assert mapping.interface_width_m(k, mu, gap, FU) == pytest.approx(2 * delta, rel=1e-6)
 
 
-def test_mobility_reproduces_each_phase_diffusivity():
+@pytest.mark.parametrize("blend", ["log", "linear"])
+def test_mobility_reproduces_each_phase_diffusivity(blend):
     mu, gap = _quartic()
     d_poor, d_rich = 6.13e-14, 1.9e-18
-    m = mapping.mobility_from_diffusivity(d_poor, d_rich, mu, gap, FU)
+    m = mapping.mobility_from_diffusivity(d_poor, d_rich, mu, gap, FU, blend)
+    ends = []
     for x, d in zip(gap.binodal_x, (d_poor, d_rich)):
         assert float(m(x) * mu.derivative(x) / FU) == pytest.approx(d, rel=1e-12)  # Eq. 24
+        ends.append(float(m(x)))
+    # mid-gap the smoothstep is 1/2: the geometric or the arithmetic mean of the phases' mobilities
+    mid = float(m(np.mean(gap.binodal_x)))
+    assert mid == pytest.approx(np.sqrt(ends[0] * ends[1]) if blend == "log" else np.mean(ends), rel=1e-12)
     x = np.linspace(-0.2, 1.2, 57) + 1e-3  # off the kinks at the binodals
     assert np.all(np.diff(m(x)) <= 0) and np.all(m(x) > 0)
     np.testing.assert_allclose(m.derivative(x), _fd(m, x, h=1e-7), rtol=1e-5, atol=1e-30)
@@ -232,6 +238,7 @@ def load_error(tmp_path, data: dict):
     ("cathode.particle.model", "fick", "cathode.particle.model", "must be one of 'fickian', 'cahn-hilliard'"),
     ("cathode.particle", KeyError, "cathode.particle", "required key is missing"),
     ("cathode.particle.mobility", 1e-15, "cathode.particle", "exactly one of mobility, diffusivity_m2_s"),
+    ("cathode.particle.mobility_blend", "cubic", "cathode.particle.mobility_blend", "must be one of 'log', 'linear'"),
     ("cathode.particle.mu_eV", {"polynomial": [-3.4, 0.1]}, "cathode.particle.mu_eV", "no miscibility gap"),
     ("cathode.cells_r", 20, "cathode.cells_r", "set cathode.particle.inflate_interface: true"),
     ("cathode.x_initial", 2.5, "cathode.x_initial", "must be <= x_max"),
@@ -280,3 +287,12 @@ def test_unreadable_and_non_mapping_files(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: <top>: expected a mapping"):
         load_parameters(f)
+
+
+def test_mobility_blend_needs_the_phase_diffusivities(tmp_path):
+    data = copy.deepcopy(BASE)
+    particle = data["cathode"]["particle"]
+    del particle["diffusivity_m2_s"]
+    particle.update(mobility={"constant": 1e-15}, mobility_blend="linear")
+    f, text = load_error(tmp_path, data)
+    assert text.startswith(f"{f}: cathode.particle.mobility_blend: ") and "diffusivity_m2_s only" in text

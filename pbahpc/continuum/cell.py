@@ -66,6 +66,12 @@ _LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_
 # absolute residual test has a floor that grows with mesh refinement.
 NEWTON_FRACTION = 0.1
 _FD_CHUNK_BYTES = 8 << 20  # copies of the ghosted state per residual call in the FD Jacobian (_pattern)
+# A step ends by the x-limit when a particle cell comes within this fraction of x_max of an end of its
+# window. Not at 0: inside an edge barrier (mu ~ RT ln x) the last cells approach x = 0 only
+# exponentially; located at 0 within the event tolerance, a MnFePBA charge ended at x ~ 4e-9, where
+# Newton can raise x only by a factor ~(1 + ln ratio) per iteration, and the next discharge's first step
+# failed (50 iterations, 10 rejections). 1e-6 is 100 times the concentrations' absolute tolerance.
+X_LIMIT = 1e-6
 _FIELDS = ("anode_x", "cathode_x", "c_e_mol_m3", "phi_e_V")
 
 
@@ -515,15 +521,15 @@ class P2DCell:
         fvalue[1] = margin if self._one_rank else self.comm.allreduce(margin, op=_mpi_min())
 
     def _x_margin(self, X) -> float:
-        """min over this rank's particle cells of min(x, x_max - x) (inf if it owns none)."""
+        """min over this rank's particle cells of min(x, x_max - x) / x_max - X_LIMIT (inf if it owns none)."""
         u = X.getArray(readonly=True).reshape(-1, self.dof)
         margin = np.inf
         for r in self.regions:
             lo, hi = max(r.start, self.xs), min(r.stop, self.xe)
             if lo < hi:
                 x = r.particle.stoichiometry(u[lo - self.xs:hi - self.xs, NE:NE + r.particle.slots])
-                margin = min(margin, float(np.min(np.minimum(x, r.electrode.x_max - x))))
-        return margin
+                margin = min(margin, float(np.min(np.minimum(x, r.electrode.x_max - x))) / r.electrode.x_max)
+        return margin - X_LIMIT
 
     def _postevent(self, ts, events, t, X, forward):
         self._fired = [int(e) for e in events]
@@ -563,8 +569,8 @@ class P2DCell:
     # ---- protocol ---------------------------------------------------------------------------
     def run_step(self, step: Step) -> str:
         """Integrate one protocol step from the current state up to its end time (counted from
-        step_start_s); returns why it ended: 'cutoff', 'time', 'x-limit' (a particle cell reached
-        x = 0 or x_max) or 'stopped' (should_stop said so). RuntimeError if the TS failed or the
+        step_start_s); returns why it ended: 'cutoff', 'time', 'x-limit' (a particle cell came
+        within X_LIMIT of x = 0 or x_max) or 'stopped' (should_stop said so). RuntimeError if the TS failed or the
         step's cutoff lies behind its start (_cutoff_behind)."""
         self._step = step
         self.mode = "voltage" if step.mode == "voltage" else "current"

@@ -106,13 +106,20 @@ def interface_width_m(kappa_J_m5_mol2: float, mu_J_mol: Function, gap: Miscibili
 
 class PhaseMobility(Function):
     """M(x) in mol^2/(J m s): M_poor below the Na-poor binodal, M_rich above the Na-rich one, and across
-    the gap ln M follows a smoothstep 3t^2 - 2t^3 in t = (x - x1)/(x2 - x1) (C1 at the binodals).
+    the gap a smoothstep h = 3t^2 - 2t^3 in t = (x - x1)/(x2 - x1) (C1 at the binodals) blends
+    ln M (blend 'log') or M itself (blend 'linear').
 
-    The paper (Eq. 24) fixes M only inside each phase; a log blend keeps M positive and makes neither
-    phase's value dominate the interface when they differ by orders of magnitude.
+    The paper (Eq. 24) fixes M only inside each phase. 'log' keeps neither phase's value dominant inside
+    the gap when they differ by orders of magnitude; 'linear' is the phase-field practice of
+    interpolating a property by the local phase fraction h (the phases side by side conduct in
+    parallel), so a composition inside the gap keeps the fast phase's mobility and decomposes as fast.
     """
 
-    def __init__(self, mobility_poor: float, mobility_rich: float, binodal_x: tuple[float, float]):
+    def __init__(self, mobility_poor: float, mobility_rich: float, binodal_x: tuple[float, float],
+                 blend: str = "log"):
+        if blend not in ("log", "linear"):
+            raise ValueError(f"blend must be 'log' or 'linear', not {blend!r}")
+        self.poor, self.rich, self.blend = mobility_poor, mobility_rich, blend
         self.log_poor, self.log_ratio = np.log(mobility_poor), np.log(mobility_rich / mobility_poor)
         self.x1, self.width = binodal_x[0], binodal_x[1] - binodal_x[0]
 
@@ -121,20 +128,27 @@ class PhaseMobility(Function):
 
     def __call__(self, v) -> Array:
         t = self._t(v)
-        return np.exp(self.log_poor + self.log_ratio * t * t * (3.0 - 2.0 * t))
+        h = t * t * (3.0 - 2.0 * t)
+        if self.blend == "linear":
+            return self.poor + (self.rich - self.poor) * h
+        return np.exp(self.log_poor + self.log_ratio * h)
 
     def derivative(self, v) -> Array:
         t = self._t(v)
-        return self(v) * self.log_ratio * 6.0 * t * (1.0 - t) / self.width
+        dh = 6.0 * t * (1.0 - t) / self.width
+        if self.blend == "linear":
+            return (self.rich - self.poor) * dh
+        return self(v) * self.log_ratio * dh
 
 
 def mobility_from_diffusivity(diffusivity_poor_m2_s: float, diffusivity_rich_m2_s: float,
                               mu_J_mol: Function, gap: MiscibilityGap,
-                              formula_units_mol_m3: float) -> PhaseMobility:
-    """Eq. 24, D = M dmu/dN, applied at each phase's binodal: M_i = D_i / (dmu/dN)(x_i)."""
+                              formula_units_mol_m3: float, blend: str = "log") -> PhaseMobility:
+    """Eq. 24, D = M dmu/dN, applied at each phase's binodal: M_i = D_i / (dmu/dN)(x_i); `blend` across
+    the gap as PhaseMobility."""
     slopes = np.asarray(mu_J_mol.derivative(np.array(gap.binodal_x))) / formula_units_mol_m3  # J m^3/mol^2
     m_poor, m_rich = diffusivity_poor_m2_s / slopes[0], diffusivity_rich_m2_s / slopes[1]
-    return PhaseMobility(m_poor, m_rich, gap.binodal_x)
+    return PhaseMobility(m_poor, m_rich, gap.binodal_x, blend)
 
 
 def check_interface_resolution(width_m: float, dr_m: float,

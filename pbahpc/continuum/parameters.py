@@ -75,6 +75,9 @@ class CahnHilliardSection:
     """M(x) in mol^2/(J m s); or give diffusivity_m2_s."""
     diffusivity_m2_s: PhaseDiffusivities | None = None
     """Per-phase D mapped to M by Eq. 24 at each binodal (mapping.mobility_from_diffusivity)."""
+    mobility_blend: Literal["log", "linear"] | None = None
+    """With diffusivity_m2_s: how M crosses the miscibility gap, ln M (default) or M blended
+    (mapping.PhaseMobility)."""
     kappa_J_m5_mol2: float | None = field(default=None, metadata=_m(gt=0.0))
     interface_energy_J_m2: float | None = field(default=None, metadata=_m(gt=0.0))
     """gamma mapped to k by Eq. 26; give this or kappa_J_m5_mol2."""
@@ -89,6 +92,8 @@ class CahnHilliardSection:
     def check(self, key: str) -> None:
         if (self.mobility is None) == (self.diffusivity_m2_s is None):
             raise ConfigError(key, "needs exactly one of mobility, diffusivity_m2_s")
+        if self.mobility_blend is not None and self.diffusivity_m2_s is None:
+            raise ConfigError(f"{key}.mobility_blend", "applies to diffusivity_m2_s only (mobility gives M(x) itself)")
         if (self.kappa_J_m5_mol2 is None) == (self.interface_energy_J_m2 is None):
             raise ConfigError(key, "needs exactly one of kappa_J_m5_mol2, interface_energy_J_m2")
         if self.physical_interface_energy_J_m2 is not None and self.interface_energy_J_m2 is None:
@@ -534,7 +539,8 @@ def _cahn_hilliard(sec: CahnHilliardSection, key: str, electrode: ElectrodeSecti
     if sec.mobility is not None:
         mobility = sec.mobility.resolve()
     else:
-        mobility = mapping.mobility_from_diffusivity(sec.diffusivity_m2_s.poor, sec.diffusivity_m2_s.rich, mu, gap, fu)
+        mobility = mapping.mobility_from_diffusivity(sec.diffusivity_m2_s.poor, sec.diffusivity_m2_s.rich, mu, gap, fu,
+                                                      sec.mobility_blend or "log")
         info.update(mobility_poor=float(mobility(gap.binodal_x[0])), mobility_rich=float(mobility(gap.binodal_x[1])))
     if isinstance(sec, CahnHilliard2DSection):
         return CahnHilliard2DParticle(mu_hom_J_mol=mu, mobility=mobility, kappa_J_m5_mol2=kappa,
