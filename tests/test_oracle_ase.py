@@ -307,3 +307,32 @@ def test_pretraining_strains_label_each_composition_at_each_lattice(tmp_path):
     assert sorted(out["labels"]) == ["pretrain:x0.5:000000", "pretrain:x0.5s-0.03:000000"]
     for name, a in (("pretrain:x0.5:000000", 10.3), ("pretrain:x0.5s-0.03:000000", 10.3 * 0.97)):
         np.testing.assert_allclose(np.diag(out["labels"][name]["cell_A"]), a, rtol=1e-12)
+
+
+def test_pretraining_relaxation_labels_the_path_and_starts_the_md_from_its_end(tmp_path):
+    """oracle.pretrain.relax: x = 2 relaxed with the teacher (path every 5 steps and its end, each labelled with
+    the teacher), converged below the pre-training fmax; the MD frames start from the relaxed cell, scaled by each
+    strain (the same fractional positions)."""
+    from pbahpc.oracle.ase_oracle import PRETRAIN_FMAX_EV_A
+    from pbahpc.oracle.teacher import TeacherCalculator
+
+    pretrain = {"compositions_x": [2.0], "steps": 0, "every": 5, "strains": [0.0, 0.02], "relax": True}
+    out = AseOracle(config(tmp_path, pretrain=pretrain), None, MPI.COMM_SELF, np.random.SeedSequence(3)).step(
+        ctx(), {"selected": {}})["labels"]
+    path = sorted(n for n in out if n.startswith("pretrain:x2relax:"))
+    steps = [int(n.rsplit(":", 1)[1]) for n in path]
+    assert steps[:-1] == list(range(0, 5 * (len(steps) - 1), 5)) and 0 < steps[-1] - steps[-2] <= 5
+    assert sorted(set(out) - set(path)) == ["pretrain:x2:000000", "pretrain:x2s+0.02:000000"]
+    calc = TeacherCalculator()
+    for lab in out.values():
+        atoms = Atoms(numbers=lab["numbers"], positions=lab["positions_A"], cell=lab["cell_A"], pbc=True)
+        atoms.calc = calc
+        assert lab["energy_eV"] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    start, end = out[path[0]], out[path[-1]]
+    assert np.linalg.norm(end["forces_eV_A"], axis=1).max() <= PRETRAIN_FMAX_EV_A
+    assert end["energy_eV"] < start["energy_eV"] - 1.0  # the rattled, cubic start relaxed (teacher: 12 eV lower)
+    for name, strain in (("pretrain:x2:000000", 0.0), ("pretrain:x2s+0.02:000000", 0.02)):
+        md = out[name]
+        np.testing.assert_allclose(md["cell_A"], np.asarray(end["cell_A"]) * (1 + strain), rtol=1e-12)
+        frac = lambda f: np.linalg.solve(np.asarray(f["cell_A"]).T, np.asarray(f["positions_A"]).T).T  # noqa: E731
+        np.testing.assert_allclose(frac(md), frac(end), atol=1e-12)

@@ -272,7 +272,14 @@ class OracleSection:
         a_A: float = field(default=10.3, metadata=_m(gt=0.0))
         strains: tuple[float, ...] = field(default=(0.0,), metadata=_m(min=-0.2, max=0.2, nonempty=True))
         """Isotropic lattice strains: every composition also at a = a_A (1 + strain), so that the first
-        potential has seen the lattice of each phase (an insertion cathode's lattice changes with x)."""
+        potential has seen the lattice of each phase (an insertion cathode's lattice changes with x); with
+        ``relax`` the strains scale the relaxed cell instead."""
+        relax: bool = False
+        """Before its MD, relax each composition's built cell with the oracle's calculator (positions rattled,
+        then a, b, c and positions at 1 bar; ``pbahpc.oracle.universal.relax``) and label every ``every``-th
+        step of that path and its end; the MD then starts from the relaxed cell. The properties' relaxed cells
+        pass along such paths to minima that MD from the built cell may never reach (a universal model's
+        x = 2 cell distorts, 1.9 eV below its cubic stationary point with CHGNet)."""
 
     pretrain: Pretrain = Pretrain()
     retries: int = field(default=2, metadata=_m(min=0, max=100))

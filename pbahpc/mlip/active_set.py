@@ -62,6 +62,12 @@ def maxvol(candidates: np.ndarray, tolerance: float = 1e-3, start: np.ndarray | 
     farthest from the span of those taken). Then swaps: the row i with the largest |c_ij| replaces active
     row j, which multiplies |det A| by |c_ij| > 1, so it ends."""
     candidates = np.asarray(candidates, dtype=float)
+    # MaxVol is invariant to column scaling (c = X A^-1 is unchanged by X -> X D): scaled, the rank test below and
+    # the solves see comparable columns. The MTP's basis functions differ by up to 7 orders of magnitude (C in a
+    # PBA, a level-8 MTP trained on CHGNet labels: column norms 7e3 ... 2e10), so unscaled a spanning set of
+    # neighbourhoods failed the relative test (singular values to 1e-10 of the largest; scaled 3e-5)
+    columns = np.linalg.norm(candidates, axis=0)
+    candidates = candidates / np.where(columns > 0.0, columns, 1.0)
     n, m = candidates.shape
     if start is not None:
         return _swap(candidates, np.array(start), tolerance)

@@ -365,14 +365,16 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
                        temperature_K: float = 300.0, steps: int = 20, seed: int = 0, *,
                        every: int = 10, timestep_fs: float = 0.5, friction_per_fs: float = 0.01,
                        n_cells: int = 1, a_A: float = 10.3, inserted: str = "Na",
-                       calculator_factory: Callable[[], object] | None = None) -> list[Atoms]:
+                       calculator_factory: Callable[[], object] | None = None,
+                       start: Atoms | None = None) -> list[Atoms]:
     """Labelled frames from short Langevin MD of PBA cells at several Na contents.
 
     For each x in ``compositions_x``: ``build_pba(n_cells, a_A, x_na=x)`` (cages drawn at random),
     Maxwell-Boltzmann velocities at ``temperature_K`` (centre of mass at rest), then ``steps`` steps of
     ASE Langevin NVT (centre of mass fixed by ``FixCom``) with ``calculator`` (default: a
     :class:`~pbahpc.oracle.teacher.TeacherCalculator`; ``calculator_factory`` makes a fresh one per
-    composition instead). Frames at steps 0, every,
+    composition instead; ``start``: the cell to run from instead of the built one, e.g. a relaxed cell,
+    with a single composition, its own). Frames at steps 0, every,
     2*every, ... <= steps are kept, each a copy with the calculator's energy, forces and stress frozen
     in a SinglePointCalculator and ``info`` entries x_na, step, temperature_K, seed.
 
@@ -398,6 +400,8 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
 
     if steps < 0 or every < 1:
         raise ValueError(f"need steps >= 0 and every >= 1, got steps={steps}, every={every}")
+    if start is not None and len(compositions_x) != 1:
+        raise ValueError(f"a start cell is one composition, got compositions_x={tuple(compositions_x)}")
     rng = np.random.default_rng(seed)
     if calculator is None and calculator_factory is None:
         from ..oracle.teacher import TeacherCalculator
@@ -408,7 +412,8 @@ def generate_oracle_md(calculator=None, compositions_x: Sequence[float] = (0.5, 
         n_ions = x * FORMULA_UNITS_PER_CELL * n_cells**3
         if abs(n_ions - round(n_ions)) > 1e-9:
             raise ValueError(f"x = {x} needs {n_ions:g} ions in {n_cells}^3 cells; use more cells or another x")
-        atoms = build_pba(n_cells, a_A, n_na=round(n_ions), rng=rng, inserted=inserted)
+        atoms = start.copy() if start is not None else build_pba(n_cells, a_A, n_na=round(n_ions), rng=rng,
+                                                                 inserted=inserted)
         atoms.calc = calculator_factory() if calculator_factory is not None else calculator
         thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng, comm=serial)
         Stationary(atoms)

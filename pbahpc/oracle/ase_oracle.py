@@ -11,8 +11,10 @@ labelled frame}``, the kept ones) and ``screened`` (this iteration's ``{"screene
 
 Pre-training (``oracle.pretrain.compositions_x``): in iteration 0 the group also runs short Langevin MD
 with its calculator at each composition (one composition per rank, round-robin) and labels its frames
-(``pretrain:x<x>:<step>``); they are screened like the others. A kill during iteration 0's label stage
-redoes this MD.
+(``pretrain:x<x>:<step>``); they are screened like the others. With ``pretrain.relax`` each composition's
+cell is first relaxed with the calculator (``pretrain:x<x>relax:<step>``: the path) and its MD starts from the
+relaxed cell, strained; a composition's relaxation and MD run on one rank. A kill during iteration 0's label
+stage redoes this MD.
 
 Failures: an attempt that raises (any Exception) or runs past ``timeout_s`` is retried up to
 ``retries`` times; then the frame is quarantined with its reason (``Type: message``, one line) in
@@ -29,6 +31,12 @@ from ..config.engines import one_line
 from ..driver.component import Inbox, StepContext, selected_batches
 from ..mlip.dataset import frame_atoms
 from .calculators import CalculatorSource, deadline
+
+
+# oracle.pretrain.relax: the relaxation paths stop at this largest generalised force (eV/A; the MD after them
+# samples the basin, which needs no tighter minimum) or after this many BFGS steps
+PRETRAIN_FMAX_EV_A = 0.05
+PRETRAIN_STEPS = 500
 
 
 def label(calc, frame: dict[str, Any], prepare=None) -> dict[str, Any]:
@@ -89,17 +97,54 @@ class AseOracle:
         out = {}
         # the unstrained lattice keeps the name and seed it had before strains existed
         tasks = [(f"pretrain/x{x:g}" + (f"s{e:+g}" if e else ""), x, e) for x in pt.compositions_x for e in pt.strains]
-        share = list(enumerate(tasks))[rank::size]
+        if pt.relax:  # a composition's MD starts from its relaxation: the rank that relaxes it runs its strains
+            share = [(k, t) for k, t in enumerate(tasks) if pt.compositions_x.index(t[1]) % size == rank]
+        else:
+            share = list(enumerate(tasks))[rank::size]
+        relaxed = {}
         for done, (k, (name, x, strain)) in enumerate(share, start=1):
+            start = None
+            if pt.relax:
+                if x not in relaxed:
+                    relaxed[x] = self._relaxation(ctx, x, len(tasks) + pt.compositions_x.index(x), out)
+                start = relaxed[x].copy()
+                start.set_cell(start.cell.array * (1.0 + strain), scale_atoms=True)
             images = generate_oracle_md(
                 compositions_x=(x,), temperature_K=pt.temperature_K, steps=pt.steps, seed=self.seed + k,
                 every=pt.every, timestep_fs=pt.timestep_fs, n_cells=pt.cells, a_A=pt.a_A * (1.0 + strain),
-                inserted=self.inserted, calculator_factory=lambda name=name: self.calcs.get(name))
+                inserted=self.inserted, calculator_factory=lambda name=name: self.calcs.get(name), start=start)
             for atoms in images:
                 out[f"{name}:{atoms.info['step']:06d}"] = from_atoms(atoms)
-            ctx.log.info("pre-training MD at x = %g, a = %.4g A: %d frames", x, pt.a_A * (1.0 + strain), len(images))
+            a = pt.a_A * (1.0 + strain) if start is None else float(np.cbrt(start.get_volume() / pt.cells**3))
+            ctx.log.info("pre-training MD at x = %g, a = %.4g A: %d frames", x, a, len(images))
             ctx.progress(**{"pre-training MD compositions": (done, len(share))})
         return out
+
+    def _relaxation(self, ctx: StepContext, x: float, k: int, out: dict[str, dict[str, Any]]):
+        """``oracle.pretrain.relax``: the built cell at ``x`` rattled (seed ``self.seed + k``) and relaxed with
+        the calculator; every ``every``-th step and the end go into ``out`` (``pretrain/x<x>relax:<step>``).
+        Returns the relaxed cell."""
+        from ..atomistic.structure import build_pba
+        from ..mlip.dataset import from_atoms, labelled_copy
+        from .universal import RATTLE_A, relax
+
+        pt = self.oc.pretrain
+        name = f"pretrain/x{x:g}relax"
+        atoms = build_pba(pt.cells, pt.a_A, x_na=x, rng=np.random.default_rng(self.seed + k), inserted=self.inserted)
+        atoms.rattle(RATTLE_A, seed=self.seed + k)
+        path = []
+        converged, steps = relax(atoms, self.calcs.get(name), fmax_eV_A=PRETRAIN_FMAX_EV_A, steps=PRETRAIN_STEPS,
+                                 mask=(1, 1, 1, 0, 0, 0), pressure_bar=1.0, interval=pt.every,
+                                 observer=lambda: path.append(labelled_copy(atoms)))
+        if steps % pt.every:  # the end, unless the observer took it
+            path.append(labelled_copy(atoms))
+        for step, frame in zip([*range(0, steps + 1, pt.every), steps], path):
+            out[f"{name}:{step:06d}"] = from_atoms(frame)
+        ctx.log.info("pre-training relaxation at x = %g: %d steps (%s), a b c = %s A, %d frames", x, steps,
+                     "converged" if converged else f"stopped above fmax {PRETRAIN_FMAX_EV_A:g} eV/A",
+                     " ".join(f"{v:.4g}" for v in atoms.cell.lengths()), len(path))
+        atoms.calc = None
+        return atoms
 
     def step(self, ctx: StepContext, inbox: Inbox) -> dict[str, Any]:
         frames = [(f"{rep}/{key}", frame) for rep, batch in selected_batches(inbox)

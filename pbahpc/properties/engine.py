@@ -27,12 +27,13 @@ import numpy as np
 from ..checkpoint import decode_rng, encode_rng
 from ..config.engines import one_line
 from ..driver.component import Group, Inbox, StepContext
+from ..oracle.universal import RATTLE_A
 from ..atomistic.structure import SITES_PER_CELL
 from .domain import LeftDomain
 from .report import NA_METAL, REFERENCE, analyse_and_write
 
 
-UNIVERSAL_RATTLE_A = 0.05  # A, Gaussian sd of the start's displacements (breaks the built cell's symmetry)
+UNIVERSAL_RATTLE_A = RATTLE_A  # A, Gaussian sd of the start's displacements (breaks the built cell's symmetry)
 # eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
 # forces stall at a few 1e-3 eV/A (CHGNet: BFGS did not reach 1e-3 in 500 steps), so it stops at this; the
 # energy then no longer changes by 1 meV per cell
