@@ -414,6 +414,7 @@ class P2DCell:
             ts.getAdapt().setStepLimits(hmax=s.dt_max_s)
         snes = ts.getSNES()
         snes.setConvergenceTest(self._snes_converged)
+        snes.setLineSearchPreCheck(self._newton_direction)
         ksp = snes.getKSP()
         ksp.setType("preonly")
         # Direct solves. One rank: LU of the whole Jacobian. Several (this PETSc has no parallel direct
@@ -450,20 +451,28 @@ class P2DCell:
         elif self._condensed is not None:  # the inner solver reads its options now that they are set
             self._condensed.ksp.setFromOptions()
 
+    def _newton_direction(self, x, y) -> None:
+        """Line-search pre-check: judge the full Newton step y, before the line search shrinks it. The
+        step the iteration took (SNES's solution update) is lambda * y: a line search that backtracked
+        to a tiny lambda (bt ends once lambda * |y| < snes_stol * |x|) made it small at any residual, and
+        judging it accepted states that were no solution (Ecker2015 at t = 1 ms: |F| ~ 1e14, then the
+        TS diverged). Where Newton has converged the full step is small too."""
+        tol = NEWTON_FRACTION * (self.settings.rtol * np.abs(x.getArray(readonly=True)) + self._newton_scale)
+        worst = float(np.max(np.abs(y.getArray(readonly=True)) / tol, initial=0.0))
+        self._newton_worst = worst if self._one_rank else self.comm.allreduce(worst, op=_mpi_max())
+
     def _snes_converged(self, snes, it, norms):
+        """Converged when the last full Newton step (_newton_direction) is below NEWTON_FRACTION of the
+        TS's error tolerance in every unknown."""
         reason = self.PETSc.SNES.ConvergedReason
         if not np.isfinite(norms[2]):
             return reason.DIVERGED_FNORM_NAN
         if it == 0:
+            self._newton_worst = None
             return reason.ITERATING
-        du = snes.getSolutionUpdate().getArray(readonly=True)
-        u = snes.getSolution().getArray(readonly=True)
-        s = self.settings
-        tol = NEWTON_FRACTION * (s.rtol * np.abs(u) + self._newton_scale)
-        worst = float(np.max(np.abs(du) / tol, initial=0.0))
-        if not self._one_rank:
-            worst = self.comm.allreduce(worst, op=_mpi_max())
-        if worst < 1.0:
+        if self._newton_worst is None:  # a SNES type without a line search (-snes_type): its step is full
+            self._newton_direction(snes.getSolution(), snes.getSolutionUpdate())
+        if self._newton_worst < 1.0:
             return reason.CONVERGED_SNORM_RELATIVE
         return reason.DIVERGED_MAX_IT if it >= snes.getTolerances()[3] else reason.ITERATING
 
