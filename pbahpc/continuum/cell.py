@@ -478,7 +478,8 @@ class P2DCell:
             return reason.ITERATING
         if self._newton_worst is None:  # a SNES type without a line search (-snes_type): its step is full
             self._newton_direction(snes.getSolution(), snes.getSolutionUpdate())
-        if self._newton_worst < 1.0:
+        worst, self._newton_worst = self._newton_worst, None  # each iteration's own step
+        if worst < 1.0:
             return reason.CONVERGED_SNORM_RELATIVE
         return reason.DIVERGED_MAX_IT if it >= snes.getTolerances()[3] else reason.ITERATING
 
