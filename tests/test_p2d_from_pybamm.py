@@ -129,6 +129,45 @@ def test_converted_chen2020_starts_on_20_x_cells(tmp_path):
     assert cell.result()["time_s"][-1] == pytest.approx(3555.0, rel=5e-3)
 
 
+def test_no_time_step_is_accepted_past_the_newton_convergence_test(tmp_path):
+    """PETSc's newtonls declares CONVERGED_SNORM_RELATIVE when a line search fails with its last step below
+    snes_stol * |x|, without asking the cell's convergence test. Ecker2015 with its temperature changed at
+    round-off, T (1 + 3e-16 k), took that path at t ~ 7 ms for 23 of k = 0..39 (k = 2, 3, 6, 7 here): it
+    accepted |F| ~ 2e14 and the TS diverged. Every accepted step must be one that _snes_converged accepted
+    (the hook records its last verdict), every run must reach the cutoff, and the round-off change must
+    not move the end time by more than 1e-4 (1000 x the TS's rtol: only the step choices may differ)."""
+    pytest.importorskip("pybamm")
+    pytest.importorskip("petsc4py")
+    import dataclasses
+
+    from mpi4py import MPI
+
+    from pbahpc.continuum.cell import P2DCell
+    from pbahpc.continuum.model import SolverSettings
+
+    class Recording(P2DCell):
+        verdict, bypassed = None, 0
+
+        def _snes_converged(self, snes, it, norms):
+            self.verdict = super()._snes_converged(snes, it, norms)
+            return self.verdict
+
+        def _poststep(self, ts):
+            self.bypassed += self.verdict != self.PETSc.SNES.ConvergedReason.CONVERGED_SNORM_RELATIVE
+            super()._poststep(ts)
+
+    _convert("Ecker2015", tmp_path / "ecker.yaml", "--cells-r", "20")
+    ps = load_parameters(tmp_path / "ecker.yaml")
+    ends = []
+    for k in range(8):
+        cell = dataclasses.replace(ps.cell, temperature_K=ps.cell.temperature_K * (1 + 3e-16 * k))
+        ours = Recording(cell, SolverSettings(rtol=1e-7), MPI.COMM_SELF)
+        assert ours.run(list(ps.protocol)) == ["cutoff"], k
+        assert ours.bypassed == 0, k
+        ends.append(ours.result()["time_s"][-1])
+    assert np.ptp(ends) < 1e-4 * np.mean(ends)
+
+
 def test_export_reproduces_the_stock_set_and_imports_back(tmp_path):
     """Chen2020 -> cell file -> module -> ParameterValues: scalars exact, functions within 10x the
     conversion's table tolerance (TABLE_RTOL of each function's scale; the export's own cubic spline on

@@ -55,8 +55,14 @@ ANODE, SEPARATOR, CATHODE = 0, 1, 2
 # Measured on the MnFePBA-like and Fickian test cells (see tools/bench_p2d.py): BDF3 takes half of
 # BDF2's steps; reusing the coloured-FD Jacobian within a Newton solve (a fresh one every step: a
 # Jacobian kept across steps has the wrong shift after a step-size cut, and line searches then fail)
-# saves another third. Command-line options override these.
-_DEFAULT_OPTIONS = {"ts_bdf_order": "3", "snes_lag_jacobian": "4"}
+# saves another third. snes_stol 0 and snes_max_fail: newtonls declares CONVERGED_SNORM_RELATIVE when a
+# line search fails with its last step below snes_stol * |x|, bypassing _snes_converged: it accepted
+# |F| ~ 1e14 in Ecker2015 at t = 1 ms and the TS diverged. A failed line search must instead go on to
+# _snes_converged, which accepts it only when the full Newton step is converged (residual at round-off,
+# where bt cannot decrease |F| any more: 67 line searches of the Fickian cell's 1C discharge), else
+# Newton iterates to max_it and the TS cuts dt. Command-line options override these.
+_DEFAULT_OPTIONS = {"ts_bdf_order": "3", "snes_lag_jacobian": "4",
+                    "snes_stol": "0", "snes_max_fail": "1000000"}
 # LU without pivoting in the natural (node-major, banded) order: nested dissection met exact zero
 # pivots in a redundant factorisation, and natural is no slower here (220k unknowns: 18 vs 20 s).
 _LU_ORDERING = {"pc_factor_mat_ordering_type": "natural"}  # prefixed condensed_redundant_ on several ranks
@@ -414,6 +420,7 @@ class P2DCell:
             ts.getAdapt().setStepLimits(hmax=s.dt_max_s)
         snes = ts.getSNES()
         snes.setConvergenceTest(self._snes_converged)
+        snes.setLineSearchPreCheck(self._newton_direction)
         ksp = snes.getKSP()
         ksp.setType("preonly")
         # Direct solves. One rank: LU of the whole Jacobian. Several (this PETSc has no parallel direct
@@ -450,19 +457,28 @@ class P2DCell:
         elif self._condensed is not None:  # the inner solver reads its options now that they are set
             self._condensed.ksp.setFromOptions()
 
+    def _newton_direction(self, x, y) -> None:
+        """Line-search pre-check: judge the full Newton step y, before the line search shrinks it. The
+        step the iteration took (SNES's solution update) is lambda * y: a line search that backtracked
+        to a tiny lambda (bt ends once lambda * |y| < snes_stol * |x|) made it small at any residual, and
+        judging it would accept states that are no solution. Where Newton has converged the full step is
+        small too."""
+        tol = NEWTON_FRACTION * (self.settings.rtol * np.abs(x.getArray(readonly=True)) + self._newton_scale)
+        worst = float(np.max(np.abs(y.getArray(readonly=True)) / tol, initial=0.0))
+        self._newton_worst = worst if self._one_rank else self.comm.allreduce(worst, op=_mpi_max())
+
     def _snes_converged(self, snes, it, norms):
+        """Converged when the last full Newton step (_newton_direction) is below NEWTON_FRACTION of the
+        TS's error tolerance in every unknown."""
         reason = self.PETSc.SNES.ConvergedReason
         if not np.isfinite(norms[2]):
             return reason.DIVERGED_FNORM_NAN
         if it == 0:
+            self._newton_worst = None
             return reason.ITERATING
-        du = snes.getSolutionUpdate().getArray(readonly=True)
-        u = snes.getSolution().getArray(readonly=True)
-        s = self.settings
-        tol = NEWTON_FRACTION * (s.rtol * np.abs(u) + self._newton_scale)
-        worst = float(np.max(np.abs(du) / tol, initial=0.0))
-        if not self._one_rank:
-            worst = self.comm.allreduce(worst, op=_mpi_max())
+        if self._newton_worst is None:  # a SNES type without a line search (-snes_type): its step is full
+            self._newton_direction(snes.getSolution(), snes.getSolutionUpdate())
+        worst, self._newton_worst = self._newton_worst, None  # each iteration's own step
         if worst < 1.0:
             return reason.CONVERGED_SNORM_RELATIVE
         return reason.DIVERGED_MAX_IT if it >= snes.getTolerances()[3] else reason.ITERATING
