@@ -39,7 +39,8 @@ def test_reference_relaxation_is_the_packages_direct_ase_relaxation(tmp_path):
 
     from pbahpc.config.load import load
     from pbahpc.driver.component import StepContext
-    from pbahpc.properties.engine import UNIVERSAL_FMAX_EV_A, UNIVERSAL_RATTLE_A, PropertiesEngine
+    from pbahpc.oracle.universal import RATTLE_A
+    from pbahpc.properties.engine import UNIVERSAL_FMAX_EV_A, PropertiesEngine
     from pbahpc.oracle.universal import universal_calculator
     from pbahpc.properties.interface import two_phase_supercell
 
@@ -54,7 +55,7 @@ def test_reference_relaxation_is_the_packages_direct_ase_relaxation(tmp_path):
     assert got["converged"]
 
     atoms = two_phase_supercell(1, (1, 1, 1), a_A=cfg.replicas.gcmc.a_A, x_high=0.0, x_low=0.0)
-    atoms.rattle(UNIVERSAL_RATTLE_A, seed=int(got["rattle_seed"]))
+    atoms.rattle(RATTLE_A, seed=int(got["rattle_seed"]))
     atoms.calc = CHGNetCalculator(use_device="cpu")
     e_start = atoms.get_potential_energy()
     assert BFGS(FrechetCellFilter(atoms, mask=[1, 1, 1, 0, 0, 0], scalar_pressure=1.0 * bar),

@@ -33,7 +33,6 @@ from .domain import LeftDomain
 from .report import NA_METAL, REFERENCE, analyse_and_write
 
 
-UNIVERSAL_RATTLE_A = RATTLE_A  # A, Gaussian sd of the start's displacements (breaks the built cell's symmetry)
 # eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
 # forces stall at a few 1e-3 eV/A (CHGNet: BFGS did not reach 1e-3 in 500 steps), so it stops at this; the
 # energy then no longer changes by 1 meV per cell
@@ -191,7 +190,7 @@ class PropertiesEngine:
 
     def _universal(self, ctx: StepContext, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         """A run with the oracle's universal potential, by ASE on the group root: bcc Na (``na_metal``), or the
-        single-phase cell at x built as the MTP's run builds it, rattled (``UNIVERSAL_RATTLE_A``: the MTP's
+        single-phase cell at x built as the MTP's run builds it, rattled (``RATTLE_A``: the MTP's
         cell leaves the symmetric start by its NPT MD, a minimiser alone would stay on it) and relaxed as
         ``relax_energy`` relaxes the MTP's: a, b, c and positions (its aniso barostat), at 1 bar."""
         from ..oracle.universal import na_metal_eV_per_atom, relax, torch_threads
@@ -206,7 +205,7 @@ class PropertiesEngine:
         def run() -> dict[str, Any]:
             atoms = two_phase_supercell(1, (it.unit_cells,) * 3, a_A=gc.a_A, x_high=p["x"], x_low=p["x"],
                                         inserted=gc.inserted)
-            atoms.rattle(UNIVERSAL_RATTLE_A, seed=seed)
+            atoms.rattle(RATTLE_A, seed=seed)
             converged, steps = relax(atoms, self._universal_model(threads), fmax_eV_A=UNIVERSAL_FMAX_EV_A,
                                      steps=UNIVERSAL_STEPS, mask=(1, 1, 1, 0, 0, 0), pressure_bar=RELAX_PRESSURE_BAR)
             if not converged:
@@ -216,7 +215,7 @@ class PropertiesEngine:
                     "area_A2": interface_area_A2(atoms), "cells": int(atoms.info.get("n_cells", 1)),
                     "numbers": atoms.numbers, "positions_A": atoms.positions, "cell_A": np.asarray(atoms.cell),
                     "converged": int(converged), "steps": steps, "rattle_seed": seed,
-                    "start": f"built cell a = {gc.a_A:g} A, positions rattled by {UNIVERSAL_RATTLE_A:g} A "
+                    "start": f"built cell a = {gc.a_A:g} A, positions rattled by {RATTLE_A:g} A "
                              f"(seed {seed}); BFGS to fmax {UNIVERSAL_FMAX_EV_A:g} eV/A"}
 
         return on_root(ctx.comm, run)
