@@ -111,6 +111,27 @@ def _p2d(args) -> int:
         return run_p2d(args.parameters, args.out, MPI.COMM_WORLD, stop, plots=not args.no_plots)
 
 
+def _check_structures(cfg, path: Path) -> None:
+    """What only the built starting structure can tell, checked before anything is written (ConfigError):
+    an overlap cutoff that would reject every GCMC move of the replicas or of the free-energy windows
+    (these always use full_energy)."""
+    if cfg.replicas.engine != "lammps-gcmc":
+        return
+    import dataclasses
+
+    import numpy as np
+
+    from .atomistic.gcmc_replica import check_overlap_cutoff, initial_structure
+
+    gc, source = cfg.replicas.gcmc, str(path)
+    atoms = initial_structure(gc, np.random.default_rng(0))
+    check_overlap_cutoff(gc, atoms, source=source)
+    fe = cfg.properties.free_energy
+    if cfg.layout.properties.ranks and fe.temperatures_K:
+        windows = dataclasses.replace(gc, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A)
+        check_overlap_cutoff(windows, atoms, "properties.free_energy.overlap_cutoff_A", source)
+
+
 def _check(path: Path, ranks: int | None) -> int:
     from .driver.layout import plan
 
@@ -120,6 +141,7 @@ def _check(path: Path, ranks: int | None) -> int:
     try:
         cfg = load(path)
         layout = plan(cfg, ranks or 1)
+        _check_structures(cfg, path)
     except ConfigError as exc:
         print(f"pbahpc: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,6 +190,7 @@ def _run(path: Path, require_checkpoint: bool, quiet: bool) -> int:
         def read():
             cfg = load(path)
             plan(cfg, world.Get_size())
+            _check_structures(cfg, path)
             try:
                 prepare_run_dir(cfg)
             except OSError as exc:

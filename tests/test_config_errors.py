@@ -178,3 +178,30 @@ def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError) as err:
         build(WithFile, {"structure": "missing.cif"}, "host", tmp_path)
     assert str(err.value) == f"host.structure: file not found: {tmp_path / 'missing.cif'}"
+
+
+@pytest.mark.parametrize("section,key", [("replicas", "replicas.gcmc.overlap_cutoff_A"),
+                                         ("free_energy", "properties.free_energy.overlap_cutoff_A")])
+def test_an_overlap_cutoff_that_rejects_every_move_is_refused_before_anything_is_written(tmp_path, section, key):
+    """With full_energy, fix gcmc's overlap test covers every pair: a cutoff above the built structure's C-N
+    bond (1.15 A) rejects every move. Only the built structure tells; it is built at the edge (exit 2)."""
+    cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    cfg["campaign"]["run_dir"] = str(tmp_path / "run")
+    for name in ("p2d_template",):
+        cfg["properties"][name] = str(ROOT / "inputs" / cfg["properties"][name])
+    cfg["continuum"]["parameters"] = str(ROOT / "inputs" / cfg["continuum"]["parameters"])
+    if section == "replicas":
+        cfg["replicas"]["gcmc"].update(full_energy=True, overlap_cutoff_A=1.6)
+    else:
+        cfg["properties"]["free_energy"]["overlap_cutoff_A"] = 1.2
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = run_pbahpc(2, "run", str(path), cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and f"{path}: {key}: " in out.stderr and "1.150 A apart" in out.stderr, \
+        out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+    cfg["replicas"]["gcmc"].update(full_energy=False, overlap_cutoff_A=1.6)  # the demo's own: accepted
+    cfg["properties"]["free_energy"]["overlap_cutoff_A"] = 1.0
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["check", str(path), "--ranks", "2"]) == 0

@@ -69,17 +69,20 @@ FIX_MD, FIX_CTL, FIX_GC, FIX_HALT = "pbahpc_md", "pbahpc_ctl", "pbahpc_gc", "pba
 GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
 
 
-def _check_overlap_cutoff(gc, atoms) -> None:
+def check_overlap_cutoff(gc, atoms, key: str = "replicas.gcmc.overlap_cutoff_A", source: str | None = None) -> None:
     """With full_energy, fix gcmc's overlap test covers every pair: at or above the shortest distance
-    of the structure it rejects every move."""
+    of the structure it rejects every move (ConfigError naming ``key``)."""
     if not (gc.full_energy and gc.overlap_cutoff_A > 0 and len(atoms) > 1):
         return
     from ase.neighborlist import neighbor_list
 
+    from ..config import ConfigError
+
     d = neighbor_list("d", atoms, gc.overlap_cutoff_A)
     if len(d):
-        raise ValueError(f"replicas.gcmc.overlap_cutoff_A: {gc.overlap_cutoff_A} A with full_energy rejects every "
-                         f"move: the structure has atoms {d.min():.3f} A apart; use a smaller value or full_energy: false")
+        raise ConfigError(key, f"{gc.overlap_cutoff_A:g} A with full_energy rejects every move: the structure has "
+                               f"atoms {d.min():.3f} A apart; use a smaller value (or replicas.gcmc.full_energy: "
+                               f"false without a bias)", source)
 
 
 def make_potential(gc) -> LammpsPotential:
@@ -139,7 +142,7 @@ class GcmcMdReplica:
         self._interrupted = False
         self.lmp = self._open()
         atoms = initial_structure(self.gc, self.rng)
-        _check_overlap_cutoff(self.gc, atoms)
+        check_overlap_cutoff(self.gc, atoms)
         setup_lammps(self.lmp, atoms, self.potential)
         self._configure(fresh=True)
 
