@@ -91,7 +91,7 @@ def demo_campaign(tmp: Path) -> Path:
     (tmp / "p2d.yaml").write_text(yaml.safe_dump(template))
     cfg["properties"] = {"free_energy": {"temperatures_K": [400.0], "cycles_per_window": 4},
                          "diffusion": {"temperatures_K": [800.0], "x_inserted": [0.5, 1.5], "production_ps": 1.0,
-                                       "thermalise_ps": 0.2},
+                                       "thermalise_ps": 0.2, "blocks": 4},
                          "interface": {"repeats": [1, 2, 3], "relax_ps": 0.2},
                          "na_reference_eV": -0.2188, "p2d_template": str(tmp / "p2d.yaml")}
     cfg["continuum"] = {"engine": "p2d", "parameters": str(tmp / "p2d.yaml")}

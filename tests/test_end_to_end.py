@@ -43,6 +43,7 @@ def test_whole_campaign_with_a_stop_inside_the_properties_stage(tmp_path):
     for section in ("Free energy", "Na diffusion", "Interface and strain", "Voltage", "Continuum parameters"):
         assert section in report
 
+    assert all(int(runs[f"diffusion|x{x:g}|T800"]["blocks"]) == 4 for x in (0.5, 1.5))  # properties.diffusion.blocks
     # Eq. 31 from the stored single-phase energies: 2 Na per formula unit, 4 formula units per cell
     lo, hi = runs["interface|reference|x0"], runs["interface|reference|x2"]
     n_na = 2.0 * 4

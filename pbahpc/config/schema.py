@@ -365,6 +365,9 @@ class PropertiesSection:
         production_ps: float = field(default=5.0, metadata=_m(gt=0.0))
         timestep_fs: float = field(default=1.0, metadata=_m(gt=0.0, max=10.0))
         sample_every_steps: int = field(default=10, metadata=_m(min=1))
+        blocks: int = field(default=8, metadata=_m(min=2, max=1000))
+        """Contiguous time blocks of the MSD fit (D's error bar from their scatter); the fit's lags reach half
+        a block, production_ps / (2 blocks): fewer blocks reach past the cage plateau in a short run."""
 
     @dataclass(frozen=True)
     class Interface:

@@ -30,7 +30,7 @@ from ..driver.component import Group, Inbox, StepContext
 from ..oracle.universal import RATTLE_A
 from ..atomistic.structure import SITES_PER_CELL
 from .domain import LeftDomain
-from .report import NA_METAL, REFERENCE, analyse_and_write
+from .report import NA_METAL, REFERENCE, SITES_PER_FORMULA_UNIT, analyse_and_write
 
 
 # eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
@@ -156,9 +156,10 @@ class PropertiesEngine:
                           thermalize_steps=steps(d.thermalise_ps), production_steps=steps(d.production_ps),
                           dump_every=d.sample_every_steps, timestep_fs=d.timestep_fs, seed=self._seed(),
                           grader=self._grader(reference))
-            fit = diffusion_coefficient(traj.positions_A, traj.dt_ps)
+            fit = diffusion_coefficient(traj.positions_A, traj.dt_ps, n_blocks=d.blocks)
             return {"x": p["x"], "T_K": p["T_K"], "D_A2_ps": fit.D_A2_per_ps, "sigma_A2_ps": fit.sigma_A2_per_ps,
-                    "linear_ok": int(fit.linear_ok), "lag_ps": fit.lag_ps, "msd_A2": fit.msd_A2}
+                    "linear_ok": int(fit.linear_ok), "lag_ps": fit.lag_ps, "msd_A2": fit.msd_A2,
+                    "blocks": len(fit.block_D_A2_per_ps)}
         from .interface import relax_energy, two_phase_supercell
 
         it = self.pc.interface
@@ -287,8 +288,11 @@ class PropertiesEngine:
         # graded as the replicas are (halts roll back; the first one sends the run back to active learning
         # while max_relearn allows); without grading nothing is a candidate and nothing halts
         grade = {} if self.pc.grade else {"gamma_select": 1e299, "gamma_stop": 1e300}
+        # the cell starts at the first window's N: a start elsewhere is pulled there through configurations
+        # the bias forces (the demo's MTP left its domain in window 0 starting from the replicas' x)
         gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A,
-                                   sample_without_mtp=True, frame_stride=10**9, **grade)
+                                   sample_without_mtp=True, frame_stride=10**9,
+                                   x_inserted=SITES_PER_FORMULA_UNIT * targets[0] / sites, **grade)
         replicas = dataclasses.replace(rep, temperatures_K=(T_K,), mu_eV=(fe.mu_eV,), cycles=c, gcmc=gcmc)
         return dataclasses.replace(self.cfg, replicas=replicas)
 
