@@ -37,8 +37,8 @@ def test_replicas_cover_the_properties_temperatures_and_mu_by_default(tmp_path):
 
 
 def test_the_free_energy_windows_start_at_their_first_target(tmp_path):
-    """The windows' cell is built with the first window's N, not the replicas' x: a start elsewhere is pulled
-    to it by the bias through configurations the MTP never saw (the demo's windows left the domain in window 0)."""
+    """The windows' cell is built with the first window's N, not the replicas' x: a start elsewhere would spend
+    the first window's cycles being pulled to it by the bias."""
     import numpy as np
 
     from pbahpc.atomistic.gcmc_replica import initial_structure

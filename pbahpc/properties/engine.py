@@ -288,8 +288,8 @@ class PropertiesEngine:
         # graded as the replicas are (halts roll back; the first one sends the run back to active learning
         # while max_relearn allows); without grading nothing is a candidate and nothing halts
         grade = {} if self.pc.grade else {"gamma_select": 1e299, "gamma_stop": 1e300}
-        # the cell starts at the first window's N: a start elsewhere is pulled there through configurations
-        # the bias forces (the demo's MTP left its domain in window 0 starting from the replicas' x)
+        # the cell starts at the first window's N: from the replicas' x the first window's cycles would be a
+        # pull by the bias (through configurations no window samples at equilibrium), not a sample
         gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A,
                                    sample_without_mtp=True, frame_stride=10**9,
                                    x_inserted=SITES_PER_FORMULA_UNIT * targets[0] / sites, **grade)
