@@ -36,26 +36,6 @@ def test_replicas_cover_the_properties_temperatures_and_mu_by_default(tmp_path):
     assert (bare.temperatures_K, bare.mu_eV) == ((300.0,), (0.0,))
 
 
-def test_the_free_energy_windows_start_at_their_first_target(tmp_path):
-    """The windows' cell is built with the first window's N, not the replicas' x: a start elsewhere would spend
-    the first window's cycles being pulled to it by the bias."""
-    import numpy as np
-
-    from pbahpc.atomistic.gcmc_replica import initial_structure
-    from pbahpc.config import load
-    from pbahpc.properties.engine import PropertiesEngine
-
-    path = demo_campaign(tmp_path)
-    for targets, expected in (([5, 6, 7], 5), ([], 0)):
-        cfg = yaml.safe_load(path.read_text())
-        cfg["replicas"]["gcmc"]["x_inserted"] = 1.0  # 4 Na in the cell's 8 sites
-        cfg["properties"]["free_energy"]["targets_N"] = targets  # empty: 0 .. 8
-        engine = PropertiesEngine(load(write_campaign(tmp_path / "c.yaml", cfg)), None, MPI.COMM_SELF, 0)
-        gc = engine._window_cfg(400.0).replicas.gcmc
-        atoms = initial_structure(gc, np.random.default_rng(0))
-        assert atoms.get_chemical_symbols().count(gc.inserted) == expected
-
-
 def _far_above(tmp_path, max_relearn: int, T_K: float = 1500.0):
     """The demo reduced to one iteration whose replicas sample 300 K only, and a diffusion run at T_K:
     with the first MTP (pre-training and 300 K frames) its grade passes gamma_stop within ten steps. (A

@@ -30,7 +30,7 @@ from ..driver.component import Group, Inbox, StepContext
 from ..oracle.universal import RATTLE_A
 from ..atomistic.structure import SITES_PER_CELL
 from .domain import LeftDomain
-from .report import NA_METAL, REFERENCE, SITES_PER_FORMULA_UNIT, analyse_and_write
+from .report import NA_METAL, REFERENCE, analyse_and_write
 
 
 # eV/A: the MTP side's minimiser goes to 1e-4 (relax_energy's ftol); the models compute in float32 and their
@@ -288,11 +288,8 @@ class PropertiesEngine:
         # graded as the replicas are (halts roll back; the first one sends the run back to active learning
         # while max_relearn allows); without grading nothing is a candidate and nothing halts
         grade = {} if self.pc.grade else {"gamma_select": 1e299, "gamma_stop": 1e300}
-        # the cell starts at the first window's N: from the replicas' x the first window's cycles would be a
-        # pull by the bias (through configurations no window samples at equilibrium), not a sample
         gcmc = dataclasses.replace(gc, bias=bias, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A,
-                                   sample_without_mtp=True, frame_stride=10**9,
-                                   x_inserted=SITES_PER_FORMULA_UNIT * targets[0] / sites, **grade)
+                                   sample_without_mtp=True, frame_stride=10**9, **grade)
         replicas = dataclasses.replace(rep, temperatures_K=(T_K,), mu_eV=(fe.mu_eV,), cycles=c, gcmc=gcmc)
         return dataclasses.replace(self.cfg, replicas=replicas)
 
