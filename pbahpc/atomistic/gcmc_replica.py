@@ -81,8 +81,7 @@ def check_overlap_cutoff(gc, atoms, key: str = "replicas.gcmc.overlap_cutoff_A",
     d = neighbor_list("d", atoms, gc.overlap_cutoff_A)
     if len(d):
         raise ConfigError(key, f"{gc.overlap_cutoff_A:g} A with full_energy rejects every move: the structure has "
-                               f"atoms {d.min():.3f} A apart; use a smaller value (or replicas.gcmc.full_energy: "
-                               f"false without a bias)", source)
+                               f"atoms {d.min():.3f} A apart; use a smaller value", source)
 
 
 def make_potential(gc) -> LammpsPotential:
