@@ -20,6 +20,7 @@ from pbahpc.mlip.active_set import ActiveSet, write_active_set
 from pbahpc.mlip.core_repulsion import violation
 from pbahpc.mlip.mtp_file import write_mtp
 from pbahpc.mlip.plugin import mtp_potential
+from test_gcmc_mtp_payload import GROUP, config, context, potential, reference  # noqa: F401  (a fixture)
 from test_pair_mtp import CMDARGS, NKTV2P, random_potential
 
 MTP_SPECIES = ("Na", "Mn", "Fe", "C", "N")
@@ -70,7 +71,7 @@ def wall_numpy(atoms, core: CoreRepulsion) -> tuple[float, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def potential(tmp_path_factory):
+def pba_mtp(tmp_path_factory):
     """A random level-8 MTP, its active set over eight rattled x = 2 cells, on disk; and the x = 1 cell."""
     rng = np.random.default_rng(8)
     data = random_potential(8, len(MTP_SPECIES), rng, min_dist=0.8)  # the radial basis covers C-N (1.15 A)
@@ -129,10 +130,10 @@ def test_the_commands_name_every_pair_with_a_listed_species_once():
                       "pair_coeff 4 5 zbl 7 11", "pair_coeff 5 5 zbl 11 11")
 
 
-def test_beyond_outer_the_wall_changes_nothing(potential):
+def test_beyond_outer_the_wall_changes_nothing(pba_mtp):
     """Every wall pair of the rattled cell is beyond outer_A: energy, forces, virial and grades are the MTP's
     alone to round-off (hybrid/overlay sums the sub-styles' contributions; the wall's are exact zeros)."""
-    _, folder, atoms = potential
+    _, folder, atoms = pba_mtp
     assert violation(atoms, CORE) is None
     off, on = evaluate(folder, atoms, None), evaluate(folder, atoms, CORE)
     scale = np.abs(off["forces"]).max()
@@ -143,12 +144,12 @@ def test_beyond_outer_the_wall_changes_nothing(potential):
     np.testing.assert_array_equal(on["grade"], off["grade"])
 
 
-def test_a_close_na_n_pair_gets_the_zbl_wall(potential):
+def test_a_close_na_n_pair_gets_the_zbl_wall(pba_mtp):
     """A Na 1.2 A from an N (inside inner_A < r < outer_A: the switched part) and the same at 0.9 A (below
     inner_A): E(on) - E(off) and F(on) - F(off) are the numpy ZBL of every wall pair to 1e-10 of the wall's
     own size (the MTP's part cancels to round-off of its ~1e2 eV); the Na is pushed away from the N; the
     grades are the MTP's, wall or not."""
-    data, folder, atoms = potential
+    data, folder, atoms = pba_mtp
     for distance in (1.2, 0.9):
         close, na, n = close_na(atoms, distance)
         energy, forces = wall_numpy(close, CORE)
@@ -162,11 +163,11 @@ def test_a_close_na_n_pair_gets_the_zbl_wall(potential):
         np.testing.assert_array_equal(on["grade"], off["grade"])
 
 
-def test_screening_discards_a_frame_with_a_close_wall_pair_and_keeps_one_without(potential):
+def test_screening_discards_a_frame_with_a_close_wall_pair_and_keeps_one_without(pba_mtp):
     from pbahpc.mlip.dataset import frame_of
     from pbahpc.oracle.ase_oracle import screen
 
-    _, _, atoms = potential
+    _, _, atoms = pba_mtp
     close, _, _ = close_na(atoms, 1.21)
     labelled = []
     for a in (atoms, close):
@@ -190,7 +191,7 @@ def test_screening_discards_a_frame_with_a_close_wall_pair_and_keeps_one_without
     assert screen(frame, 150.0, 0.0, CORE) == "Na-N 1.21 A < trainer.core_repulsion.outer_A 1.6"
 
 
-def test_initial_data_with_a_close_wall_pair_is_left_out(tmp_path, potential):
+def test_initial_data_with_a_close_wall_pair_is_left_out(tmp_path, pba_mtp):
     """trainer.initial_data bypasses the oracle: the trainer applies the same rule to it (the reason kept)."""
     from conftest import write_campaign
     from pbahpc.config import load
@@ -198,7 +199,7 @@ def test_initial_data_with_a_close_wall_pair_is_left_out(tmp_path, potential):
     from pbahpc.mlip.trainer_engine import MTPTrainer
     from pbahpc.oracle.teacher import TeacherCalculator
 
-    _, _, atoms = potential
+    _, _, atoms = pba_mtp
     images = []
     for a in (atoms, close_na(atoms, 1.3)[0]):
         a = a.copy()
@@ -212,3 +213,31 @@ def test_initial_data_with_a_close_wall_pair_is_left_out(tmp_path, potential):
     walled = MTPTrainer(load(write_campaign(tmp_path / "c.yaml", campaign)), None, MPI.COMM_SELF, 1)
     assert len(walled.configs) == 1
     assert walled.reasons == {"initial-data": {"initial.extxyz:000001": "Na-N 1.3 A < trainer.core_repulsion.outer_A 1.6"}}
+
+
+def test_the_gcmc_replica_runs_the_mtp_with_the_wall(tmp_path, potential):
+    """A GCMC replica (test_gcmc_mtp_payload's random Na/Mn MTP and host, atoms >= 2.2 A apart) with a wall up to
+    2.6 A: after the payload, every cycle's energy is the numpy MTP plus the numpy wall of its final frame
+    (insertions, deletions and translations under hybrid/overlay), and the wall is on in some of them."""
+    import dataclasses
+
+    from pbahpc.atomistic.gcmc_replica import GcmcMdReplica
+    from pbahpc.mlip.dataset import frame_atoms
+
+    payload, host = potential
+    core = CoreRepulsion(species=("Na",), inner_A=1.5, outer_A=2.6)
+    cfg = config(tmp_path, host, gamma_stop=1e9)
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, core_repulsion=core))
+    replica = GcmcMdReplica(cfg, GROUP, MPI.COMM_SELF, np.random.SeedSequence(4))
+    frames = {}
+    keep = replica._write_iteration
+    replica._write_iteration = lambda ctx, done: (frames.update(replica.frames), keep(ctx, done))
+    replica.step(context(1), {"potential": {"trainer": payload}})
+    walls = []
+    for k, (_, frame) in enumerate(sorted(f for f in frames.items() if "." not in f[0])):
+        mtp, _ = reference(payload["mtp"], payload["active_set"], frame)
+        wall, _ = wall_numpy(frame_atoms(frame), core)
+        walls.append(wall)
+        assert replica.obs["pe_eV"][k] == pytest.approx(mtp + wall, rel=1e-8, abs=1e-10), k
+    assert len(walls) == 4 and min(walls) > 1.0, walls
+    replica.lmp.close()
