@@ -105,6 +105,12 @@ def _cases():
     yield "odd lattice", _set(BASE, ("replicas", "lattice"), 7), "replicas.lattice"
     yield "isolated energies not one per species", _set(BASE, ("trainer", "isolated_energies_eV"), [0.0, 0.0]), \
         "trainer.isolated_energies_eV"
+    yield "core repulsion of a species the MTP lacks", _set(BASE, ("trainer", "core_repulsion"), {"species": ["Li"]}), \
+        "trainer.core_repulsion.species[0]"
+    yield "core repulsion outer below inner", _set(BASE, ("trainer", "core_repulsion"), {"inner_A": 1.6, "outer_A": 1.2}), \
+        "trainer.core_repulsion.outer_A"
+    yield "core repulsion beyond the MTP's cutoff", _set(BASE, ("trainer", "core_repulsion"), {"outer_A": 6.0}), \
+        "trainer.core_repulsion.outer_A"
     yield "top-level list", [1, 2], "<top>"
     yield "top-level scalar", "campaign", "<top>"
 

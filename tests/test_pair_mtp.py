@@ -27,8 +27,8 @@ NKTV2P = 1.6021765e6  # metal units: eV/A^3 -> bar
 CMDARGS = ["-log", "none", "-screen", "none", "-nocite"]
 
 
-def random_potential(level: int, species: int, rng, strength: float = 1.0) -> MTPData:
-    data = build_template(level).data(species_count=species, min_dist=2.0, max_dist=5.0, radial_basis_size=6)
+def random_potential(level: int, species: int, rng, strength: float = 1.0, min_dist: float = 2.0) -> MTPData:
+    data = build_template(level).data(species_count=species, min_dist=min_dist, max_dist=5.0, radial_basis_size=6)
     data.radial_coeffs = rng.uniform(-0.1, 0.1, (species, species, data.radial_funcs_count, 6))
     data.species_coeffs = rng.normal(size=species)
     data.moment_coeffs = strength * rng.normal(size=data.alpha_scalar_moments)

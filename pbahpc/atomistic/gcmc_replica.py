@@ -26,7 +26,8 @@ results.h5 holds the same observables for the whole run and the bias-window summ
 The trainer's MTP: a ``potential`` payload in the inbox (``{trainer group: {"mtp": path, "active_set":
 path, ...}}``, see ``pbahpc.mlip.trainer_engine``) switches the replica, before its next cycle, to ``pair_style
 mtp species <trainer.species> isolated zero active_set FILE`` + ``pair_coeff * * FILE <LAMMPS type order>``
-(``isolated zero``: insertion and deletion energies mirror each other). From then on every cycle records
+(``isolated zero``: insertion and deletion energies mirror each other; with ``trainer.core_repulsion`` beside a
+ZBL wall, ``pbahpc.mlip.core_repulsion``). From then on every cycle records
 ``gamma_max``, the largest per-atom extrapolation grade (``compute mtp/grade``) of its final configuration
 (NaN before), every kept frame carries ``gamma`` and ``candidate`` (1 when gamma_select < gamma < gamma_stop),
 and only the candidates are sent. Within a cycle, every ``gamma_check_steps`` MD steps the grade is also
@@ -119,6 +120,7 @@ class GcmcMdReplica:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.potential = make_potential(self.gc)
         self.mtp_species = tuple(cfg.trainer.species)
+        self.core_repulsion = cfg.trainer.core_repulsion  # the wall beside the MTP (None: off)
         self.mtp: dict[str, str] = {}  # {"mtp": path, "active_set": path} driving LAMMPS; {}: self.potential
         self.type_ins = self.potential.species.index(self.gc.inserted) + 1
         self.steps = self.gc.md_steps if self.gc.ensemble != "mc" else 1
@@ -159,7 +161,7 @@ class GcmcMdReplica:
             from ..mlip.plugin import mtp_potential
 
             apply_potential(self.lmp, mtp_potential(self.mtp["mtp"], self.mtp_species, self.potential.species,
-                                                    self.mtp["active_set"]))
+                                                    self.mtp["active_set"], self.core_repulsion))
         else:
             apply_potential(self.lmp, self.potential)
 

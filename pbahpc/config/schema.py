@@ -302,6 +302,27 @@ class OracleSection:
 
 
 @dataclass(frozen=True)
+class CoreRepulsion:
+    """A fixed short-range wall beside the MTP (``pbahpc.mlip.core_repulsion``): LAMMPS ``pair_style zbl
+    inner_A outer_A`` (the ZBL screened nuclear repulsion, switched smoothly to exactly zero at outer_A) between
+    each of ``species`` and every species of trainer.species, in every LAMMPS run of the MTP. The MTP has no data
+    below the closest labelled pairs and MD under it can push atoms through each other; the wall is zero
+    wherever labels exist (the oracle discards labelled frames with a wall pair closer than outer_A), so the fit
+    is unchanged. outer_A must lie below the reference's own closest such pairs (the cathode2 teacher in 10 ps
+    of 900 K NPT MD at x = 0.25-2: Na-N >= 1.90 A, Na-C >= 1.96 A, Na-Fe/Mn >= 3.07 A, Na-Na ~5 A)."""
+
+    species: tuple[str, ...] = field(default=("Na",), metadata=_m(nonempty=True))
+    inner_A: float = field(default=1.0, metadata=_m(gt=0.0))
+    """Where the switching function begins (A)."""
+    outer_A: float = field(default=1.6, metadata=_m(gt=0.0))
+    """Where the wall reaches zero, with its first two derivatives (A)."""
+
+    def check(self, key: str) -> None:
+        if self.outer_A <= self.inner_A:
+            raise ConfigError(f"{key}.outer_A", f"must be > inner_A ({self.inner_A}), got {self.outer_A}")
+
+
+@dataclass(frozen=True)
 class TrainerSection:
     engine: str = field(default="pair-fit", metadata=_m(engine="trainer"))
     """A built-in engine name, or ``package.module:Factory`` for your own."""
@@ -332,6 +353,9 @@ class TrainerSection:
     held as the MTP's species coefficients so that GCMC insertion energies are the reference's (VASP: the
     spin-polarised isolated atoms). Default: 0 for every species with the built-in teacher (its isolated
     atoms have E = 0), else fitted (MLIP's default; insertion energies are then not anchored)."""
+    core_repulsion: CoreRepulsion | None = None
+    """engine mtp: a ZBL wall added to the MTP in LAMMPS, e.g. ``{species: [Na], inner_A: 1.0, outer_A: 1.6}``
+    (``CoreRepulsion``); unset: the MTP alone."""
 
     def check(self, key: str) -> None:
         from ase.data import atomic_numbers
@@ -346,6 +370,15 @@ class TrainerSection:
         if self.isolated_energies_eV is not None and len(self.isolated_energies_eV) != len(self.species):
             raise ConfigError(f"{key}.isolated_energies_eV", f"needs one value per species {list(self.species)}, "
                                                             f"got {len(self.isolated_energies_eV)}")
+        core = self.core_repulsion
+        if core is not None:
+            for i, symbol in enumerate(core.species):
+                if symbol not in self.species:
+                    raise ConfigError(f"{key}.core_repulsion.species[{i}]",
+                                      f"{symbol!r} is not one of trainer.species {list(self.species)}")
+            if core.outer_A > self.max_dist_A:  # the LAMMPS potential's cutoff is the MTP's
+                raise ConfigError(f"{key}.core_repulsion.outer_A",
+                                  f"must be <= max_dist_A ({self.max_dist_A}), got {core.outer_A}")
 
 
 @dataclass(frozen=True)

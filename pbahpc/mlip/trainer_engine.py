@@ -94,15 +94,27 @@ class MTPTrainer:
         self.history: list[tuple[float, ...]] = []  # see _HISTORY_COLUMNS
         self.stats: list[dict[str, float]] = []  # one row per iteration, statistics.COLUMNS
         self.histograms: list[np.ndarray] = []
-        self.reasons: dict[str, dict[str, str]] = {}  # "iter-<k>" -> {frame: why screened or quarantined}
-        self._initial_data(tc.initial_data, comm)
+        # "iter-<k>" -> {frame: why screened or quarantined}; "initial-data" -> {configuration: why left out}
+        self.reasons: dict[str, dict[str, str]] = {}
+        self._initial_data(tc.initial_data, tc.core_repulsion, comm)
 
-    def _initial_data(self, paths, comm) -> None:
+    def _initial_data(self, paths, core_repulsion, comm) -> None:
+        """The files' configurations into the training set, except those the wall would not be zero on
+        (``core_repulsion``, screened as the oracle's labels are; reasons under "initial-data")."""
+        from .core_repulsion import violation
         from .dataset import read_labelled
 
-        images = comm.bcast([a for p in paths for a in read_labelled(p)] if comm.Get_rank() == 0 else None, root=0)
-        for atoms in images:
-            self._add(from_atoms(atoms))
+        images = comm.bcast([(f"{Path(p).name}:{k:06d}", a) for p in paths for k, a in enumerate(read_labelled(p))]
+                            if comm.Get_rank() == 0 else None, root=0)
+        dropped = {}
+        for name, atoms in images:
+            reason = violation(atoms, core_repulsion)
+            if reason:
+                dropped[name] = reason
+            else:
+                self._add(from_atoms(atoms))
+        if dropped:
+            self.reasons["initial-data"] = dropped
 
     # -- training set --------------------------------------------------------------------------
     def _add(self, lab: dict[str, Any]) -> bool:

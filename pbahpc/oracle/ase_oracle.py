@@ -19,7 +19,8 @@ stage redoes this MD.
 Failures: an attempt that raises (any Exception) or runs past ``timeout_s`` is retried up to
 ``retries`` times; then the frame is quarantined with its reason (``Type: message``, one line) in
 ``state()["quarantined"]`` and the campaign goes on with the other frames. Screening drops frames with
-any |F| > ``max_force_eV_A`` or E > ``max_energy_eV`` and keeps the reason in ``state()["reasons"]``.
+any |F| > ``max_force_eV_A`` or E > ``max_energy_eV``, and with ``trainer.core_repulsion`` those with a wall
+pair closer than its outer_A, and keeps the reason in ``state()["reasons"]``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..config.engines import one_line
 from ..driver.component import Inbox, StepContext, selected_batches
+from ..mlip.core_repulsion import violation
 from ..mlip.dataset import frame_atoms
 from .calculators import CalculatorSource, deadline
 
@@ -49,19 +51,22 @@ def label(calc, frame: dict[str, Any], prepare=None) -> dict[str, Any]:
             "stress_eV_A3": atoms.get_stress()}
 
 
-def screen(labelled: dict[str, Any], max_force: float, max_energy: float) -> str | None:
-    """The reason a labelled frame is discarded, or None to keep it."""
+def screen(labelled: dict[str, Any], max_force: float, max_energy: float, core_repulsion=None) -> str | None:
+    """The reason a labelled frame is discarded, or None to keep it. With ``core_repulsion``
+    (``trainer.core_repulsion``) a frame with a wall pair inside its outer_A goes too: the wall is fitted
+    around, never subtracted (``pbahpc.mlip.core_repulsion``)."""
     fmax = float(np.max(np.linalg.norm(labelled["forces_eV_A"], axis=1))) if len(labelled["numbers"]) else 0.0
     if fmax > max_force:
         return f"max |F| {fmax:.3g} eV/A > {max_force:g}"
     if labelled["energy_eV"] > max_energy:
         return f"E {labelled['energy_eV']:.6g} eV > {max_energy:g}"
-    return None
+    return violation(frame_atoms(labelled), core_repulsion)
 
 
 class AseOracle:
     def __init__(self, cfg, group, comm, seed):
         self.oc = cfg.oracle
+        self.core_repulsion = cfg.trainer.core_repulsion
         self.calcs = CalculatorSource(cfg, comm)
         self.inserted = cfg.replicas.gcmc.inserted
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
@@ -172,7 +177,7 @@ class AseOracle:
                 self.failed_attempts += lab["attempts"]
                 continue
             self.energies[key] = lab["energy_eV"]
-            reason = screen(lab, self.oc.max_force_eV_A, self.oc.max_energy_eV)
+            reason = screen(lab, self.oc.max_force_eV_A, self.oc.max_energy_eV, self.core_repulsion)
             if reason:
                 screened[key] = reason
             else:

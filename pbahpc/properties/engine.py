@@ -107,7 +107,8 @@ class PropertiesEngine:
 
             types = make_potential(self.cfg.replicas.gcmc).species
             active = self.potential.get("active_set") if self.pc.grade else None
-            self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types, active)
+            self._pair = mtp_potential(self.potential["mtp"], tuple(self.cfg.trainer.species), types, active,
+                                       self.cfg.trainer.core_repulsion)
         return self._pair
 
     def _grader(self, reference: bool):

@@ -143,19 +143,30 @@ def load_plugin(lmp) -> None:
 
 
 def mtp_potential(mtp_path: str | Path, mtp_species: tuple[str, ...], lammps_types: tuple[str, ...],
-                  active_set: str | Path | None = None):
+                  active_set: str | Path | None = None, core_repulsion=None):
     """A LammpsPotential (``pbahpc.atomistic.lammps_setup``) for an instance whose types 1..n are the elements
     ``lammps_types``: ``pair_style mtp`` (``isolated zero``: energies from isolated atoms, as GCMC needs; the
-    grade from ``active_set`` if given) and ``pair_coeff``, the plugin loaded first (``load_plugin``)."""
+    grade from ``active_set`` if given) and ``pair_coeff``, the plugin loaded first (``load_plugin``). With
+    ``core_repulsion`` (the config's ``trainer.core_repulsion``) the MTP and that ZBL wall under ``pair_style
+    hybrid/overlay`` (``pbahpc.mlip.core_repulsion``); compute mtp/grade finds the mtp sub-style there. The
+    cutoff stays the MTP's (the wall's outer_A is validated to lie within it)."""
     from ase.data import atomic_masses, atomic_numbers
 
     from ..mtp_file import read_mtp
     from ...atomistic.lammps_setup import LammpsPotential
 
-    style = f"pair_style mtp species {' '.join(mtp_species)} isolated zero"
+    # under hybrid, the word "zero" would start a pair_style zero: the plugin takes "0" for it
+    mtp = f"mtp species {' '.join(mtp_species)} isolated {'zero' if core_repulsion is None else '0'}"
     if active_set:
-        style += f" active_set {active_set}"
+        mtp += f" active_set {active_set}"
+    coeff = f"{mtp_path} {' '.join(lammps_types)}"
+    if core_repulsion is None:
+        commands = (f"pair_style {mtp}", f"pair_coeff * * {coeff}")
+    else:
+        from ..core_repulsion import lammps_terms
+
+        wall, wall_coeffs = lammps_terms(core_repulsion, tuple(lammps_types))
+        commands = (f"pair_style hybrid/overlay {mtp} {wall}", f"pair_coeff * * mtp {coeff}", *wall_coeffs)
     masses = tuple(float(atomic_masses[atomic_numbers[s]]) for s in lammps_types)
     cutoff = float(read_mtp(mtp_path).max_dist)
-    return LammpsPotential(tuple(lammps_types), masses, (style, f"pair_coeff * * {mtp_path} {' '.join(lammps_types)}"),
-                           cutoff, prepare=load_plugin)
+    return LammpsPotential(tuple(lammps_types), masses, commands, cutoff, prepare=load_plugin)

@@ -182,13 +182,14 @@ void PairMTP::settings(int narg, char **arg)
   active_set_file.clear();
   auto keyword = [](const std::string &w) { return w == "species" || w == "isolated" || w == "active_set"; };
   const char *usage = "Illegal pair_style mtp command: expected 'pair_style mtp [species E0 E1 ...] "
-                      "[isolated species|zero] [active_set FILE]'";
+                      "[isolated species|zero|0] [active_set FILE]'";
   for (int iarg = 0; iarg < narg;) {
     const std::string word = arg[iarg++];
     if (word == "species") {
       while (iarg < narg && !keyword(arg[iarg])) species_names.emplace_back(arg[iarg++]);
       if (species_names.empty()) error->all(FLERR, usage);
-    } else if (word == "isolated" && iarg < narg && std::strcmp(arg[iarg], "zero") == 0) {
+    } else if (word == "isolated" && iarg < narg &&
+               (std::strcmp(arg[iarg], "zero") == 0 || std::strcmp(arg[iarg], "0") == 0)) {
       isolated_zero = true;
       iarg++;
     } else if (word == "isolated" && iarg < narg && std::strcmp(arg[iarg], "species") == 0) {

@@ -1,13 +1,14 @@
 // pair_style mtp: Moment Tensor Potential (MLIP-2/3 `.mtp` files) as a LAMMPS pair style.
 //
-//   pair_style mtp [species E0 E1 ...] [isolated species|zero] [active_set FILE]
+//   pair_style mtp [species E0 E1 ...] [isolated species|zero|0] [active_set FILE]
 //   pair_coeff * * pot.mtp T1 T2 ... Tn
 //   compute ID group mtp/grade          (per-atom extrapolation grade; needs active_set)
 //
 // `species` names the elements of the potential's species 0, 1, ... (the `.mtp` format has none).
 // `isolated zero` measures energies from the isolated atoms: E_i - species_coeffs[t_i], so that an atom with
 // no neighbours contributes exactly 0 (what fix gcmc's deletion trials need, see pair_mtp.cpp); the default
-// `isolated species` is MLIP's absolute energy. `active_set FILE` loads a pbahpc active set (format in
+// `isolated species` is MLIP's absolute energy. `isolated 0` is `isolated zero` under pair_style hybrid, which
+// takes the word `zero` for the start of a pair_style zero. `active_set FILE` loads a pbahpc active set (format in
 // pbahpc/mlip/active_set.py) and makes every compute() also evaluate the per-atom MaxVol grades.
 // The k-th word after the file is the element of LAMMPS type k: a name from the species list, a 0-based
 // species index, or NULL for a type the potential does not handle (pair_style hybrid).
