@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from ase.cell import Cell
 from mpi4py import MPI
 
 from pbahpc.atomistic.structure import build_pba
@@ -214,3 +215,29 @@ def test_triclinic_box_read_back():
     assert np.all(np.abs(lammps_par[3:] - sheared_cell().cell.cellpar()[3:]) > 1e-3)  # the tilts moved
     np.testing.assert_allclose(par[:3], lammps_par[:3], rtol=1e-12)
     np.testing.assert_allclose(par[3:], lammps_par[3:], atol=1e-6)
+
+
+@pytest.mark.parametrize("barostat", ["aniso", "tri"])
+def test_properties_reference_cell_has_the_barostats_freedom(tmp_path, barostat):
+    """``properties.interface.barostat`` reaches the properties engine's relaxed x = 2 cell (the teacher's
+    LAMMPS potential): aniso leaves LAMMPS's tilts exactly 0, tri lets the NPT MD move them (the relaxation then
+    brings them back towards the teacher's cubic minimum, to round-off)."""
+    import logging
+
+    import yaml
+
+    from conftest import ROOT, write_campaign
+    from pbahpc.config.load import load
+    from pbahpc.driver.component import StepContext
+    from pbahpc.properties.engine import PropertiesEngine
+
+    data = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
+    data.pop("continuum")
+    data["campaign"]["run_dir"] = str(tmp_path / "run")
+    data["properties"] = {"reference": True, "interface": {"barostat": barostat, "relax_ps": 0.3}}
+    engine = PropertiesEngine(load(write_campaign(tmp_path / "c.yaml", data)), None, MPI.COMM_SELF, 5)
+    ctx = StepContext(MPI.COMM_SELF, None, 0, logging.getLogger("properties"), lambda: False, lambda cb: cb)
+    cell = np.asarray(engine._run(ctx, "reference", {"x": 2.0}, True)["cell_A"])
+    tilts = cell[[1, 2, 2], [0, 0, 1]]
+    assert np.all(tilts == 0.0) == (barostat == "aniso")
+    np.testing.assert_allclose(Cell(cell).cellpar()[3:], 90.0, atol=0.2)
