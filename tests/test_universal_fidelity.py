@@ -30,7 +30,7 @@ def universal_campaign(tmp_path, a_A=10.3, **properties):
 def test_reference_relaxation_is_the_packages_direct_ase_relaxation(tmp_path):
     """The engine's reference run at x = 0 against BFGS + FrechetCellFilter written out here with
     CHGNet's own calculator (loaded its own way), the same start (the built cell, rattled with the run's
-    seed), the same cell degrees of freedom (a, b, c: the MTP side's aniso barostat), 1 bar, the same fmax."""
+    seed), the same cell degrees of freedom (a, b, c: the MTP side's default aniso barostat), 1 bar, the same fmax."""
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
     from ase.units import bar
