@@ -28,10 +28,12 @@ from conftest import ROOT
 BASE = yaml.safe_load((ROOT / "inputs" / "smoke.yaml").read_text())
 
 
-def config(tmp_path, **oracle) -> Campaign:
+def config(tmp_path, properties: dict | None = None, **oracle) -> Campaign:
     data = copy.deepcopy(BASE)
     data["campaign"]["run_dir"] = str(tmp_path / "run")
     data["oracle"] = {"engine": "teacher", **oracle}
+    if properties is not None:
+        data["properties"] = properties
     data["layout"]["trainer"] = {"ranks": 0}  # pair-fit does not take the teacher's labels
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -336,3 +338,14 @@ def test_pretraining_relaxation_labels_the_path_and_starts_the_md_from_its_end(t
         np.testing.assert_allclose(md["cell_A"], np.asarray(end["cell_A"]) * (1 + strain), rtol=1e-12)
         frac = lambda f: np.linalg.solve(np.asarray(f["cell_A"]).T, np.asarray(f["positions_A"]).T).T  # noqa: E731
         np.testing.assert_allclose(frac(md), frac(end), atol=1e-12)
+
+
+@pytest.mark.parametrize("barostat", ["aniso", "tri"])
+def test_pretraining_relaxation_has_the_properties_cell_freedom(tmp_path, barostat):
+    """oracle.pretrain.relax relaxes with properties.interface.barostat's cell mask (the path the properties'
+    relaxed cells take): aniso keeps the cell orthogonal exactly, tri lets the rattled start shear it."""
+    pretrain = {"compositions_x": [2.0], "steps": 0, "every": 50, "relax": True}
+    cfg = config(tmp_path, properties={"interface": {"barostat": barostat}}, pretrain=pretrain)
+    out = AseOracle(cfg, None, MPI.COMM_SELF, np.random.SeedSequence(3)).step(ctx(), {"selected": {}})["labels"]
+    cell = np.asarray(out["pretrain:x2:000000"]["cell_A"])  # the MD's start: the relaxation's end
+    assert np.all(cell[[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]] == 0.0) == (barostat == "aniso")

@@ -276,7 +276,8 @@ class OracleSection:
         ``relax`` the strains scale the relaxed cell instead."""
         relax: bool = False
         """Before its MD, relax each composition's built cell with the oracle's calculator (positions rattled,
-        then a, b, c and positions at 1 bar; ``pbahpc.oracle.universal.relax``) and label every ``every``-th
+        then positions and the cell freedom of ``properties.interface.barostat`` at 1 bar;
+        ``pbahpc.oracle.universal.relax``) and label every ``every``-th
         step of that path and its end; the MD then starts from the relaxed cell. The properties' relaxed cells
         pass along such paths to minima that MD from the built cell may never reach (a universal model's
         x = 2 cell distorts, 1.9 eV below its cubic stationary point with CHGNet)."""
@@ -415,6 +416,13 @@ class PropertiesSection:
         temperature_K: float = field(default=300.0, metadata=_m(gt=0.0))
         relax_ps: float = field(default=2.0, metadata=_m(gt=0.0))
         timestep_fs: float = field(default=1.0, metadata=_m(gt=0.0, max=10.0))
+        barostat: Literal["aniso", "tri"] = "aniso"
+        """The cell freedom of every relaxed cell of this section (the single-phase x cells of the voltage,
+        structure and volume-change rows, and the two-phase cells: one freedom for Eq. 4's terms), on both
+        sides of the fidelity table. aniso: a, b, c only, the angles stay 90 deg (LAMMPS npt and box/relax
+        aniso; the universal model's cell mask 1 1 1 0 0 0). tri: the angles too (the box made triclinic,
+        npt and box/relax tri; mask all six): the paper's x = 2 cell is rhombohedral (82.6 deg) and the
+        universal models' x = 2 cells tilt (SevenNet-0: 91/82/89 deg), which aniso cannot show."""
 
     @dataclass(frozen=True)
     class FreeEnergy:

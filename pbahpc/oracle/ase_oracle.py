@@ -33,6 +33,7 @@ from ..driver.component import Inbox, StepContext, selected_batches
 from ..mlip.core_repulsion import violation
 from ..mlip.dataset import frame_atoms
 from .calculators import CalculatorSource, deadline
+from .universal import CELL_MASK
 
 
 # oracle.pretrain.relax: the relaxation paths stop at this largest generalised force (eV/A; the MD after them
@@ -69,6 +70,8 @@ class AseOracle:
         self.core_repulsion = cfg.trainer.core_repulsion
         self.calcs = CalculatorSource(cfg, comm)
         self.inserted = cfg.replicas.gcmc.inserted
+        # the pre-training relaxations lead the MTP along the paths the properties' relaxed cells take
+        self.cell_mask = CELL_MASK[cfg.properties.interface.barostat]
         seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.seed = int(seq.generate_state(1)[0])  # pre-training MD: cages, velocities, Langevin noise
         self.labelled = self.discarded = 0
@@ -139,7 +142,7 @@ class AseOracle:
         atoms.rattle(RATTLE_A, seed=self.seed + k)
         path = []
         converged, steps = relax(atoms, self.calcs.get(name), fmax_eV_A=PRETRAIN_FMAX_EV_A, steps=PRETRAIN_STEPS,
-                                 mask=(1, 1, 1, 0, 0, 0), pressure_bar=1.0, interval=pt.every,
+                                 mask=self.cell_mask, pressure_bar=1.0, interval=pt.every,
                                  observer=lambda: path.append(labelled_copy(atoms)))
         if steps % pt.every:  # the end, unless the observer took it
             path.append(labelled_copy(atoms))

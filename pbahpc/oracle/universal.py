@@ -63,6 +63,10 @@ def universal_calculator(uc, threads: int = 1):
 # (CHGNet x = 2: 1.9 eV above the minimum the rattled start reaches)
 RATTLE_A = 0.05
 
+# ``relax``'s strain mask (Voigt xx yy zz yz xz xy) for each ``properties.interface.barostat``: the cell freedom
+# of LAMMPS's box/relax of the same name, so that the model's relaxed cells are the MTP's counterparts
+CELL_MASK = {"aniso": (1, 1, 1, 0, 0, 0), "tri": (1, 1, 1, 1, 1, 1)}
+
 
 def relax(atoms, calc, *, fmax_eV_A: float, steps: int, mask=None, pressure_bar: float = 0.0,
           observer=None, interval: int = 1) -> tuple[bool, int]:

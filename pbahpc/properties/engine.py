@@ -27,7 +27,7 @@ import numpy as np
 from ..checkpoint import decode_rng, encode_rng
 from ..config.engines import one_line
 from ..driver.component import Group, Inbox, StepContext
-from ..oracle.universal import RATTLE_A
+from ..oracle.universal import CELL_MASK, RATTLE_A
 from ..atomistic.structure import SITES_PER_CELL
 from .domain import LeftDomain
 from .report import NA_METAL, REFERENCE, analyse_and_write
@@ -172,7 +172,8 @@ class PropertiesEngine:
                                         inserted=gc.inserted)
         steps = int(round(it.relax_ps * 1000.0 / it.timestep_fs))
         res = relax_energy(atoms, self._potential(reference), ctx.comm, it.temperature_K, npt_steps=steps,
-                           timestep_fs=it.timestep_fs, seed=self._seed(), grader=self._grader(reference))
+                           timestep_fs=it.timestep_fs, barostat=it.barostat, seed=self._seed(),
+                           grader=self._grader(reference))
         final = res.atoms
         energy = res.energy_eV + (0.0 if reference else self._species_eV(final))
         return {**p, "energy_eV": energy, "volume_A3": res.volume_A3, "area_A2": res.interface_area_A2,
@@ -194,7 +195,8 @@ class PropertiesEngine:
         """A run with the oracle's universal potential, by ASE on the group root: bcc Na (``na_metal``), or the
         single-phase cell at x built as the MTP's run builds it, rattled (``RATTLE_A``: the MTP's
         cell leaves the symmetric start by its NPT MD, a minimiser alone would stay on it) and relaxed as
-        ``relax_energy`` relaxes the MTP's: a, b, c and positions (its aniso barostat), at 1 bar."""
+        ``relax_energy`` relaxes the MTP's: positions and the cell freedom of ``properties.interface.barostat``
+        (``CELL_MASK``), at 1 bar."""
         from ..oracle.universal import na_metal_eV_per_atom, relax, torch_threads
         from .interface import RELAX_PRESSURE_BAR, interface_area_A2, two_phase_supercell
 
@@ -209,7 +211,8 @@ class PropertiesEngine:
                                         inserted=gc.inserted)
             atoms.rattle(RATTLE_A, seed=seed)
             converged, steps = relax(atoms, self._universal_model(threads), fmax_eV_A=UNIVERSAL_FMAX_EV_A,
-                                     steps=UNIVERSAL_STEPS, mask=(1, 1, 1, 0, 0, 0), pressure_bar=RELAX_PRESSURE_BAR)
+                                     steps=UNIVERSAL_STEPS, mask=CELL_MASK[it.barostat],
+                                     pressure_bar=RELAX_PRESSURE_BAR)
             if not converged:
                 ctx.log.warning("properties: the %s relaxation at x = %g stopped after %d steps, above fmax %g eV/A",
                                 self.cfg.oracle.universal.model, p["x"], steps, UNIVERSAL_FMAX_EV_A)

@@ -197,7 +197,8 @@ def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, tim
                pressure_bar: float, barostat: str, tdamp_ps: float, pdamp_ps: float, seed: int, grader=None):
     """A LAMMPS instance on ``comm`` (collective) holding ``atoms`` with ``potential`` (LammpsPotential)
     after ``npt_steps`` of fix npt ``pbahpc_relax`` (temp T T tdamp, <barostat> P P pdamp; barostat
-    "iso" | "aniso" | "tri": the cross-section relaxes too, as in the paper's NPT protocol) from
+    "iso" | "aniso" | "tri": the cross-section relaxes too, as in the paper's NPT protocol; "tri" makes the box
+    triclinic first, so that the angles relax too) from
     velocities drawn at T; thermo pe and vol are current. Closed on exit. With a ``grader``
     (``pbahpc.properties.domain.Grader``) the MD is graded as it runs (``LeftDomain`` when it leaves the
     MTP's learned domain)."""
@@ -211,6 +212,8 @@ def npt_lammps(atoms: Atoms, potential, comm, T_K: float, *, npt_steps: int, tim
     lmp = lammps.lammps(cmdargs=_LAMMPS_ARGS, comm=comm)
     try:
         setup_lammps(lmp, atoms, potential)
+        if barostat == "tri":  # npt and box/relax tri need tilts: setup_lammps gives a rectangular cell an orthogonal box
+            lmp.command("change_box all triclinic")
         lmp.command(f"timestep {timestep_fs / 1000.0!r}")
         lmp.command("thermo_style custom step temp pe vol")
         lmp.command(f"thermo {max(npt_steps, 1)}")
@@ -236,7 +239,8 @@ def relax_energy(atoms: Atoms, potential, comm, T_K: float = 300.0, *, npt_steps
                  ftol_eV_per_A: float = 1e-4, max_iter: int = 20000, grader=None) -> RelaxResult:
     """Relax ``atoms`` with ``potential`` (LammpsPotential) on ``comm`` (collective): ``npt_steps`` of NPT
     MD at T_K (:func:`npt_lammps`), then, from the last configuration, conjugate-gradient minimisation
-    with the box relaxed to ``pressure_bar`` (fix box/relax <barostat>) to a force tolerance
+    with the box relaxed to ``pressure_bar`` (fix box/relax <barostat>: "aniso" a, b, c; "tri" the angles too)
+    to a force tolerance
     ``ftol_eV_per_A``: the 0 K energy of the basin the MD reached (no thermal noise). A ``grader`` grades the
     MD as it runs and the relaxed configuration once (``LeftDomain``)."""
     from ..atomistic.lammps_setup import atoms_from_lammps

@@ -362,9 +362,14 @@ def honest_limits(cfg, reference: dict[str, dict[str, Any]]) -> list[str]:
              "The paper's numbers are PBEsol+U (U = 5.5 eV on Mn and Fe): beside them for scale, not as the MTP's "
              "target. Each composition has several minima, and which one a relaxation reaches depends on its start. "
              "The MTP's cells relax from the end of their NPT MD; the model's start:")
-    last = ("Both relax a, b, c and positions only (LAMMPS box/relax aniso; the same mask on the model's cell "
-            "filter), so the angles stay 90 deg: the paper's rhombohedral x = 2 (82.6 deg) cannot form. D, free "
-            "energies and the interface are not computed with the model (too costly in ASE).")
+    if cfg.properties.interface.barostat == "tri":
+        freedom = ("Both relax positions and the whole cell, angles included (LAMMPS box/relax tri; all six "
+                   "strains on the model's cell filter). ")
+    else:
+        freedom = ("Both relax a, b, c and positions only (LAMMPS box/relax aniso; the same mask on the model's cell "
+                   "filter), so the angles stay 90 deg: the paper's rhombohedral x = 2 (82.6 deg) cannot form "
+                   "(properties.interface.barostat: tri lets it). ")
+    last = freedom + "D, free energies and the interface are not computed with the model (too costly in ASE)."
     wrap = lambda text: textwrap.wrap(text, 110, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
     return ["Honest limits:", *wrap(first), *(f"    {s}" for s in starts), *wrap(last), ""]
 
