@@ -114,7 +114,9 @@ def _p2d(args) -> int:
 def _check_structures(cfg, path: Path) -> None:
     """What only the built starting structure can tell, checked before anything is written (ConfigError):
     an overlap cutoff that would reject every GCMC move of the replicas or of the free-energy windows
-    (these always use full_energy)."""
+    (these always use full_energy, and so do the replicas once the MTP drives them: LAMMPS's fix gcmc
+    turns full_energy on for a many-body pair style, whatever the input says; the demo's replicas with
+    1.6 A accepted no insertion under the MTP and were empty from iteration 2 on)."""
     if cfg.replicas.engine != "lammps-gcmc":
         return
     import dataclasses
@@ -125,7 +127,8 @@ def _check_structures(cfg, path: Path) -> None:
 
     gc, source = cfg.replicas.gcmc, str(path)
     atoms = initial_structure(gc, np.random.default_rng(0))
-    check_overlap_cutoff(gc, atoms, source=source)
+    under_mtp = cfg.layout.trainer.ranks and cfg.trainer.engine == "mtp"
+    check_overlap_cutoff(dataclasses.replace(gc, full_energy=True) if under_mtp else gc, atoms, source=source)
     fe = cfg.properties.free_energy
     if cfg.layout.properties.ranks and fe.temperatures_K:
         windows = dataclasses.replace(gc, full_energy=True, overlap_cutoff_A=fe.overlap_cutoff_A)

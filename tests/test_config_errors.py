@@ -190,14 +190,16 @@ def test_missing_file_is_named(tmp_path):
                                          ("free_energy", "properties.free_energy.overlap_cutoff_A")])
 def test_an_overlap_cutoff_that_rejects_every_move_is_refused_before_anything_is_written(tmp_path, section, key):
     """With full_energy, fix gcmc's overlap test covers every pair: a cutoff above the built structure's C-N
-    bond (1.15 A) rejects every move. Only the built structure tells; it is built at the edge (exit 2)."""
+    bond (1.15 A) rejects every move. Only the built structure tells; it is built at the edge (exit 2).
+    The replicas' case has full_energy false: under the MTP (the demo's trainer) LAMMPS uses full_energy
+    anyway, so 1.6 A is refused there too, and accepted where no MTP drives the replicas."""
     cfg = yaml.safe_load((ROOT / "inputs" / "demo.yaml").read_text())
     cfg["campaign"]["run_dir"] = str(tmp_path / "run")
     for name in ("p2d_template",):
         cfg["properties"][name] = str(ROOT / "inputs" / cfg["properties"][name])
     cfg["continuum"]["parameters"] = str(ROOT / "inputs" / cfg["continuum"]["parameters"])
     if section == "replicas":
-        cfg["replicas"]["gcmc"].update(full_energy=True, overlap_cutoff_A=1.6)
+        cfg["replicas"]["gcmc"].update(full_energy=False, overlap_cutoff_A=1.6)
     else:
         cfg["properties"]["free_energy"]["overlap_cutoff_A"] = 1.2
     path = tmp_path / "bad.yaml"
@@ -207,7 +209,13 @@ def test_an_overlap_cutoff_that_rejects_every_move_is_refused_before_anything_is
     assert out.stderr.count("\n") == 1 and f"{path}: {key}: " in out.stderr and "1.150 A apart" in out.stderr, \
         out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
-    cfg["replicas"]["gcmc"].update(full_energy=False, overlap_cutoff_A=1.6)  # the demo's own: accepted
+    cfg["replicas"]["gcmc"].update(full_energy=False, overlap_cutoff_A=1.0)  # the demo's own: accepted
     cfg["properties"]["free_energy"]["overlap_cutoff_A"] = 1.0
     path.write_text(yaml.safe_dump(cfg))
     assert main(["check", str(path), "--ranks", "2"]) == 0
+    if section == "replicas":  # no trainer, no MTP: LAMMPS's pairwise insertion test, 1.6 A is fine
+        gcmc = yaml.safe_load((ROOT / "inputs" / "gcmc.yaml").read_text())
+        gcmc["campaign"]["run_dir"] = str(tmp_path / "run")
+        gcmc["replicas"]["gcmc"].update(full_energy=False, overlap_cutoff_A=1.6)
+        path.write_text(yaml.safe_dump(gcmc))
+        assert main(["check", str(path), "--ranks", "2"]) == 0

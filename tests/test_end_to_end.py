@@ -61,7 +61,10 @@ def test_whole_campaign_with_a_stop_inside_the_properties_stage(tmp_path):
     from pbahpc.continuum.parameters import load_parameters
 
     written = run_dir / "properties" / "p2d-parameters.yaml"
-    with pytest.warns(UserWarning):  # the template's inflated interface energy is reported
+    if re.search(r"interface_energy_J_m2 +template's", report):  # path-dependent (BLAS): either may be written
+        with pytest.warns(UserWarning):  # the template's inflated interface energy is reported
+            load_parameters(written)
+    else:
         load_parameters(written)
     outputs = sorted((run_dir / "continuum").glob("p2d-iter-*.h5"))
     assert len(outputs) == 1

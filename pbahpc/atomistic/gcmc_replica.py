@@ -71,8 +71,8 @@ GRADE, GRADE_MAX = "pbahpc_grade", "pbahpc_gmax"
 
 
 def check_overlap_cutoff(gc, atoms, key: str = "replicas.gcmc.overlap_cutoff_A", source: str | None = None) -> None:
-    """With full_energy, fix gcmc's overlap test covers every pair: at or above the shortest distance
-    of the structure it rejects every move (ConfigError naming ``key``)."""
+    """With full_energy (always under the MTP), fix gcmc's overlap test covers every pair: at or above the
+    shortest distance of the structure it rejects every move (ConfigError naming ``key``)."""
     if not (gc.full_energy and gc.overlap_cutoff_A > 0 and len(atoms) > 1):
         return
     from ase.neighborlist import neighbor_list
@@ -81,8 +81,8 @@ def check_overlap_cutoff(gc, atoms, key: str = "replicas.gcmc.overlap_cutoff_A",
 
     d = neighbor_list("d", atoms, gc.overlap_cutoff_A)
     if len(d):
-        raise ConfigError(key, f"{gc.overlap_cutoff_A:g} A with full_energy rejects every move: the structure has "
-                               f"atoms {d.min():.3f} A apart; use a smaller value", source)
+        raise ConfigError(key, f"{gc.overlap_cutoff_A:g} A with full_energy (always under the MTP) rejects every "
+                               f"move: the structure has atoms {d.min():.3f} A apart; use a smaller value", source)
 
 
 def make_potential(gc) -> LammpsPotential:
@@ -377,6 +377,11 @@ class GcmcMdReplica:
         if ctx.comm.Get_rank() == 0:
             self._write_iteration(ctx, done)
         sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
+        if beyond and not sent:
+            # the grade jumped past gamma_stop between two checks: without the configuration that halted it
+            # the replica sends nothing, the MTP never learns there and every iteration halts the same way
+            # (MLIP also keeps the configuration that breaks its run among the preselected ones)
+            sent = {f"{self.done:08d}.beyond": beyond}
         sampling = {"graded": int(bool(self.mtp)), "halted": int(not np.isnan(halt_gamma)), "halt_gamma": halt_gamma,
                     "gamma_max": np.array(self.obs["gamma_max"][len(self.obs["gamma_max"]) - done:], dtype=float)}
         summary = {"cycles": done, "candidates": len(sent), "halted": sampling["halted"]}

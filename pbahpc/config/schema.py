@@ -132,8 +132,9 @@ class GcmcSection:
     overlap_cutoff_A: float = field(default=0.0, metadata=_m(min=0.0))
     """fix gcmc ``overlap_cutoff``: insertions and moves that bring two atoms closer than this are rejected
     outright (0: off). An MTP knows nothing below its training set's shortest distances, and an early one
-    can make such overlaps look favourable. With ``full_energy`` LAMMPS tests every pair of atoms, so it must
-    stay below the structure's shortest bond (C-N: 1.15 A in a PBA); the replica refuses it otherwise."""
+    can make such overlaps look favourable. With ``full_energy`` (which LAMMPS uses under the MTP whatever
+    this section says) it tests every pair of atoms, so it must stay below the structure's shortest bond
+    (C-N: 1.15 A in a PBA); ``pbahpc check`` refuses it otherwise."""
     bias: BiasSection = BiasSection()
     frame_stride: int = field(default=1, metadata=_m(min=1))
     """Keep a frame (a labelling candidate) every this many cycles."""

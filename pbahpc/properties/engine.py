@@ -256,9 +256,8 @@ class PropertiesEngine:
             halted = out["sampling"]["halted"]
             frames = []
             if halted:  # only under the MTP: the reference's frames carry no grade
-                # none in the select window (the halt came within the first cycle): the configuration beyond
-                frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"])) or \
-                    ([out["beyond"]] if out.get("beyond") else [])
+                # (none in the select window: the replica sends the configuration beyond gamma_stop)
+                frames = sorted(out["candidates"].values(), key=lambda f: -float(f["gamma"]))
             if frames and not reference and self._relearn_left():
                 # the windows left the learned domain: relearn and redo them, rather than roll back and go on
                 gamma = float(out["sampling"]["halt_gamma"])
