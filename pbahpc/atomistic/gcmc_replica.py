@@ -374,14 +374,14 @@ class GcmcMdReplica:
         if done:
             ctx.log.info("T=%g K mu=%g eV: %d cycles, <N>=%.2f", self.T_K, self.mu_eV, done,
                          float(np.mean(self.obs["N"][-done:])))
-        if ctx.comm.Get_rank() == 0:
-            self._write_iteration(ctx, done)
-        sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
-        if beyond and not sent:
+        if beyond and not any(f.get("candidate", 1) for f in self.frames.values()):
             # the grade jumped past gamma_stop between two checks: without the configuration that halted it
             # the replica sends nothing, the MTP never learns there and every iteration halts the same way
             # (MLIP also keeps the configuration that breaks its run among the preselected ones)
-            sent = {f"{self.done:08d}.beyond": beyond}
+            self.frames[f"{self.done:08d}.beyond"] = beyond
+        if ctx.comm.Get_rank() == 0:
+            self._write_iteration(ctx, done)
+        sent = {k: f for k, f in self.frames.items() if f.get("candidate", 1)}
         sampling = {"graded": int(bool(self.mtp)), "halted": int(not np.isnan(halt_gamma)), "halt_gamma": halt_gamma,
                     "gamma_max": np.array(self.obs["gamma_max"][len(self.obs["gamma_max"]) - done:], dtype=float)}
         summary = {"cycles": done, "candidates": len(sent), "halted": sampling["halted"]}
