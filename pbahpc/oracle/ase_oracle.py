@@ -61,7 +61,7 @@ def screen(labelled: dict[str, Any], max_force: float, max_energy: float, core_r
         return f"max |F| {fmax:.3g} eV/A > {max_force:g}"
     if labelled["energy_eV"] > max_energy:
         return f"E {labelled['energy_eV']:.6g} eV > {max_energy:g}"
-    return violation(frame_atoms(labelled), core_repulsion)
+    return violation(frame_atoms(labelled), core_repulsion) if core_repulsion is not None else None
 
 
 class AseOracle:
